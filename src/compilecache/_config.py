@@ -1,0 +1,139 @@
+"""Configuration: read once, from the environment, into an explicit object.
+
+Nothing is read at import time. ``Config.from_env()`` reads the variables below when called;
+``Config(...)`` builds one by hand. Every invalid value raises :class:`ConfigError` naming the
+variable and saying what would be valid.
+
+=======================  ==========================================  =============================
+variable                 meaning                                     default
+=======================  ==========================================  =============================
+COMPILECACHE_DIR         directory of the local disk store           $XDG_CACHE_HOME/compilecache,
+                                                                     else ~/.cache/compilecache
+COMPILECACHE_MAX_SIZE    bound of the disk store: bytes, or with a   10GiB
+                         unit (K, M, G, T; KB/KiB alike, powers of
+                         1024)
+COMPILECACHE_REMOTE      redis:// (or rediss://, unix://) URL of     unset: no remote tier
+                         the shared tier
+COMPILECACHE_SECRET      HMAC secret (at least 16 bytes) to sign     unset: entries unsigned
+                         and verify entries
+COMPILECACHE_DISABLE     1/true/yes/on turns caching off             off
+=======================  ==========================================  =============================
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ._errors import ConfigError
+
+DEFAULT_MAX_SIZE = 10 << 30
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+_REMOTE_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def parse_size(text: str, setting: str = "size") -> int:
+    """Parse ``"10GiB"``, ``"512M"``, ``"1.5G"`` or ``"1048576"`` into bytes.
+
+    >>> parse_size("2KiB"), parse_size("1.5M")
+    (2048, 1572864)
+    """
+    match = _SIZE.match(text)
+    if not match:
+        raise ConfigError(
+            f"{setting}={text!r} is not a size: write bytes or a number with a unit "
+            "K, M, G or T (for example 10GiB or 512M)",
+            setting=setting,
+        )
+    size = int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+    if size <= 0:
+        raise ConfigError(f"{setting}={text!r} must be greater than zero", setting=setting)
+    return size
+
+
+def parse_bool(text: str, setting: str) -> bool:
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(
+        f"{setting}={text!r} is not a boolean: use 1/true/yes/on or 0/false/no/off",
+        setting=setting,
+    )
+
+
+def default_cache_dir(environ: Mapping[str, str]) -> Path:
+    base = environ.get("XDG_CACHE_HOME") or str(
+        Path(environ.get("HOME") or "~").expanduser() / ".cache"
+    )
+    return Path(base) / "compilecache"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The effective configuration; ``sources`` says where each value came from."""
+
+    dir: Path
+    max_size: int = DEFAULT_MAX_SIZE
+    remote: str | None = None
+    secret: bytes | None = field(default=None, repr=False)
+    disable: bool = False
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.remote is not None and not self.remote.startswith(_REMOTE_SCHEMES):
+            raise ConfigError(
+                f"COMPILECACHE_REMOTE={self.remote!r} is not a Redis URL: "
+                "use redis://host:port/db, rediss://... or unix:///path.sock",
+                setting="COMPILECACHE_REMOTE",
+            )
+        if self.secret is not None and len(self.secret) < 16:
+            raise ConfigError(
+                "COMPILECACHE_SECRET is shorter than 16 bytes: use a long random value, "
+                "for example: python -c 'import secrets; print(secrets.token_hex(32))'",
+                setting="COMPILECACHE_SECRET",
+            )
+        if self.max_size <= 0:
+            raise ConfigError(
+                "COMPILECACHE_MAX_SIZE must be positive", setting="COMPILECACHE_MAX_SIZE"
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+        """Read the ``COMPILECACHE_*`` variables from ``environ`` (default ``os.environ``)."""
+        env = os.environ if environ is None else environ
+        sources: dict[str, str] = {}
+
+        def read(name: str) -> str | None:
+            value = env.get(name)
+            sources[name] = "environment" if value is not None else "default"
+            return value
+
+        raw_dir = read("COMPILECACHE_DIR")
+        raw_size = read("COMPILECACHE_MAX_SIZE")
+        raw_remote = read("COMPILECACHE_REMOTE")
+        raw_secret = read("COMPILECACHE_SECRET")
+        raw_disable = read("COMPILECACHE_DISABLE")
+        if raw_dir is not None and not raw_dir.strip():
+            raise ConfigError(
+                "COMPILECACHE_DIR is set but empty: unset it or name a directory",
+                setting="COMPILECACHE_DIR",
+            )
+        return cls(
+            dir=Path(raw_dir).expanduser() if raw_dir else default_cache_dir(env),
+            max_size=DEFAULT_MAX_SIZE
+            if raw_size is None
+            else parse_size(raw_size, "COMPILECACHE_MAX_SIZE"),
+            remote=raw_remote.strip() or None if raw_remote is not None else None,
+            secret=raw_secret.encode("utf-8") if raw_secret else None,
+            disable=parse_bool(raw_disable or "", "COMPILECACHE_DISABLE"),
+            sources=sources,
+        )

@@ -1,0 +1,68 @@
+"""compilecache's storage layer: ``str`` keys to ``bytes`` values, in memory, on disk, in Redis.
+
+See docs/stores.md for the guarantees of each store. :class:`RedisStore` is imported on first
+use, so that ``import compilecache.stores`` does not import redis.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._base import BaseStore as BaseStore
+from ._base import Store as Store
+from ._base import default_executor as default_executor
+from ._codec_store import CodecStore as CodecStore
+from ._codecs import Codec as Codec
+from ._codecs import Compression as Compression
+from ._codecs import Signing as Signing
+from ._disk import DiskStore as DiskStore
+from ._factory import open_store as open_store
+from ._keys import MAX_KEY_LENGTH as MAX_KEY_LENGTH
+from ._keys import check_key as check_key
+from ._memory import MemoryStore as MemoryStore
+from ._null import NullStore as NullStore
+from ._readonly import ReadOnly as ReadOnly
+from ._seed import format_seed as format_seed
+from ._seed import parse_seed as parse_seed
+from ._stats import StoreStats as StoreStats
+from ._tiered import TieredStore as TieredStore
+from ._tiered import WritePolicy as WritePolicy
+
+if TYPE_CHECKING:
+    from ._breaker import CircuitBreaker as CircuitBreaker
+    from ._redis import RedisStore as RedisStore
+
+_LAZY = {"RedisStore": "._redis", "CircuitBreaker": "._breaker"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "BaseStore",
+    "CircuitBreaker",
+    "Codec",
+    "CodecStore",
+    "Compression",
+    "DiskStore",
+    "MAX_KEY_LENGTH",
+    "MemoryStore",
+    "NullStore",
+    "ReadOnly",
+    "RedisStore",
+    "Signing",
+    "Store",
+    "StoreStats",
+    "TieredStore",
+    "WritePolicy",
+    "check_key",
+    "default_executor",
+    "format_seed",
+    "open_store",
+    "parse_seed",
+]

@@ -1,0 +1,131 @@
+"""A store wrapper that passes every value through a chain of codecs."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+
+from .._errors import CorruptEntryError, RejectedEntryError
+from .._ratelimit import RateLimitedLog
+from ._base import BaseStore, check_value
+from ._codecs import Codec
+from ._keys import check_key
+from ._stats import StoreStats
+
+logger = logging.getLogger("compilecache.store.codec")
+
+
+class CodecStore(BaseStore):
+    """Encodes values with ``codecs`` (in order) on write, decodes in reverse on read.
+
+    A value that fails to decode is never returned: a bad signature counts as ``rejected``,
+    unreadable bytes as ``corrupt``; both are misses, logged (rate-limited), and the entry is
+    deleted from ``store`` so that the next write replaces it.
+
+    >>> from compilecache.stores import MemoryStore, Signing
+    >>> inner = MemoryStore()
+    >>> signed = CodecStore(inner, [Signing(b"0123456789abcdef")])
+    >>> signed.put("k", b"v")
+    >>> inner.put("k", b"forged")
+    >>> signed.get("k") is None, "k" in inner
+    (True, False)
+    """
+
+    def __init__(
+        self, store: BaseStore, codecs: Sequence[Codec], *, name: str | None = None
+    ) -> None:
+        super().__init__(name=name or store.name)
+        self.inner = store
+        self.codecs = tuple(codecs)
+        self.remote = store.remote
+        self._log = RateLimitedLog(logger, interval=300.0)
+
+    def _encode(self, key: str, value: bytes) -> bytes:
+        for codec in self.codecs:
+            value = codec.encode(key, value)
+        return value
+
+    def _decode(self, key: str, data: bytes) -> bytes | None:
+        try:
+            for codec in reversed(self.codecs):
+                data = codec.decode(key, data)
+        except (RejectedEntryError, CorruptEntryError) as error:
+            rejected = isinstance(error, RejectedEntryError)
+            self._counters.add("rejected" if rejected else "corrupt")
+            self._log.log(
+                logging.WARNING,
+                f"{type(error).__name__}:{key}",
+                "%s: refused entry %r: %s; removed",
+                self.name,
+                key,
+                error,
+            )
+            self.inner.delete(key)
+            return None
+        return data
+
+    def get(self, key: str) -> bytes | None:
+        data = self.inner.get(key)
+        value = None if data is None else self._decode(key, data)
+        if value is None:
+            self._counters.miss()
+        else:
+            self._counters.hit(len(value))
+        return value
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, bytes] = {}
+        for key, data in self.inner.get_many(wanted).items():
+            value = self._decode(key, data)
+            if value is not None:
+                found[key] = value
+                self._counters.hit(len(value))
+        self._counters.add("misses", len(wanted) - len(found))
+        return found
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.inner
+
+    def keys(self) -> Iterator[str]:
+        return self.inner.keys()
+
+    def insert(self, key: str, value: bytes) -> bool:
+        value = check_value(value)
+        accepted = self.inner.insert(check_key(key), self._encode(key, value))
+        if accepted:
+            self._counters.wrote(len(value))
+        return accepted
+
+    def put(self, key: str, value: bytes) -> None:
+        value = check_value(value)
+        self.inner.put(check_key(key), self._encode(key, value))
+        self._counters.wrote(len(value))
+
+    def put_many(self, items: Mapping[str, bytes]) -> None:
+        encoded = {check_key(k): self._encode(k, check_value(v)) for k, v in items.items()}
+        self.inner.put_many(encoded)
+        for value in items.values():
+            self._counters.wrote(len(value))
+
+    def delete(self, key: str) -> bool:
+        return self.inner.delete(key)
+
+    def stats(self) -> StoreStats:
+        inner = self.inner.stats()
+        own = self._counters.snapshot(self.name)
+        # Hits and misses are the caller's view (after decoding); sizes and tiers are the inner
+        # store's, since only it knows what it holds.
+        return dataclasses.replace(
+            inner,
+            name=self.name,
+            hits=own.hits,
+            misses=own.misses,
+            rejected=own.rejected + inner.rejected,
+            corrupt=own.corrupt + inner.corrupt,
+            bytes_read=own.bytes_read,
+        )
+
+    def close(self) -> None:
+        self.inner.close()

@@ -1,0 +1,127 @@
+"""Payload files of the disk store: where large values live, how they are written and read.
+
+A payload file gets a fresh random name and is written completely before the index row that
+names it is committed, so no reader can reach a file that is still being written: a writer killed
+mid-write leaves an orphan file that nothing points to, which :func:`sweep_orphans` removes later.
+Files are never rewritten in place; a new value always gets a new file.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from .._errors import CorruptEntryError
+from . import _frame
+
+DATA_DIR = "data"
+SUFFIX = ".val"
+
+
+def new_relative_name() -> str:
+    """A fresh random file name under ``data/``, spread over 256 x 256 directories."""
+    token = secrets.token_hex(16)
+    return f"{DATA_DIR}/{token[:2]}/{token[2:4]}/{token[4:]}{SUFFIX}"
+
+
+def write_payload_file(
+    root: Path, relative: str, tag: bytes, payload: bytes, *, durable: bool
+) -> int:
+    """Write ``payload`` framed under ``tag`` to ``root / relative``; return the bytes written.
+
+    With ``durable`` the file and its directory are fsync'ed before returning, so the commit of
+    the row that points to it cannot outlive the data across a power failure.
+    """
+    path = root / relative
+    header = _frame.encode_header(tag, payload)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        # writev avoids concatenating header and payload, a copy of the whole value.
+        written = os.writev(fd, [header, payload])
+        total = len(header) + len(payload)
+        while written < total:  # a short write (signal, full pipe-like FS): finish it
+            rest = (header + payload)[written:]
+            written += os.write(fd, rest)
+        if durable:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        remove_quietly(path)
+        raise
+    os.close(fd)
+    if durable:
+        fsync_directory(path.parent)
+    return total
+
+
+def read_payload_file(root: Path, relative: str, tag: bytes) -> bytes:
+    """Return the verified payload of the file ``root / relative``.
+
+    Raises ``FileNotFoundError`` if it is gone and :class:`CorruptEntryError` if it fails its
+    frame checks (including trailing bytes after the payload).
+    """
+    with open(root / relative, "rb", buffering=0) as file:
+        head = file.read(_frame.HEADER_SIZE + len(tag))
+        header = _frame.parse_header(head, tag)
+        # Reading the payload on its own avoids slicing it out of a larger buffer (a copy).
+        payload = file.read(header.length + 1)
+    if len(payload) > header.length:
+        raise CorruptEntryError("entry file has bytes after its payload")
+    return header.check_payload(payload)
+
+
+def fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def iter_payload_files(root: Path) -> Iterator[tuple[str, float]]:
+    """Yield ``(relative name, mtime)`` of every payload file under ``root / data``."""
+    data = root / DATA_DIR
+    if not data.is_dir():
+        return
+    for first in os.scandir(data):
+        if not first.is_dir():
+            continue
+        for second in os.scandir(first.path):
+            if not second.is_dir():
+                continue
+            for entry in os.scandir(second.path):
+                if entry.name.endswith(SUFFIX):
+                    try:
+                        mtime = entry.stat().st_mtime
+                    except FileNotFoundError:
+                        continue
+                    yield f"{DATA_DIR}/{first.name}/{second.name}/{entry.name}", mtime
+
+
+def sweep_orphans(root: Path, referenced: set[str], grace: float) -> int:
+    """Delete payload files not in ``referenced`` and older than ``grace`` seconds.
+
+    The grace period protects files that a writer has written but not yet committed a row for.
+    Returns how many files were removed.
+    """
+    cutoff = time.time() - grace
+    removed = 0
+    for relative, mtime in iter_payload_files(root):
+        if relative not in referenced and mtime < cutoff:
+            remove_quietly(root / relative)
+            removed += 1
+    return removed
