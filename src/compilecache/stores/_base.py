@@ -67,6 +67,17 @@ class Store(Protocol):
     ) -> Future[None]: ...
 
 
+# What a failed operation turns into when the store fails open, for the log line.
+_OUTCOMES = {
+    "get": "a miss",
+    "get_many": "misses",
+    "contains": "absent",
+    "insert": "a skipped write",
+    "put": "a skipped write",
+    "put_many": "skipped writes",
+    "delete": "nothing deleted",
+}
+
 _executor_lock = threading.Lock()
 _default_executor: ThreadPoolExecutor | None = None
 
@@ -196,7 +207,7 @@ class BaseStore:
             self.name,
             operation,
             key,
-            "a miss" if operation == "get" else "a skipped write",
+            _OUTCOMES.get(operation, "a failed call"),
             error,
         )
         if self.strict:

@@ -43,6 +43,18 @@ _ACCESS_FLUSH_AFTER = 10.0
 _ACCESS_PENDING_MAX = 1024
 
 
+_INSERT_NEW = (
+    "INSERT INTO entries (key, value, filename, size, created, accessed) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING"
+)
+_UPSERT = (
+    "INSERT INTO entries (key, value, filename, size, created, accessed) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+    "value = excluded.value, filename = excluded.filename, size = excluded.size, "
+    "created = excluded.created, accessed = excluded.accessed"
+)
+
+
 class DiskStore(BaseStore):
     """A size-bounded store under the directory ``path``.
 
@@ -303,20 +315,19 @@ class DiskStore(BaseStore):
         try:
             conn.execute("BEGIN IMMEDIATE")
             for key, inline, filename, size in prepared:
-                old = conn.execute("SELECT filename FROM entries WHERE key = ?", (key,)).fetchone()
-                if old is not None and not overwrite:
-                    if filename is not None:
-                        unused.append(filename)
-                    continue
-                conn.execute(
-                    "INSERT INTO entries (key, value, filename, size, created, accessed) "
-                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
-                    "value = excluded.value, filename = excluded.filename, size = excluded.size, "
-                    "created = excluded.created, accessed = excluded.accessed",
-                    (key, inline, filename, size, now, now),
-                )
-                if old is not None and old[0] is not None:
-                    superseded.append(old[0])
+                row = (key, inline, filename, size, now, now)
+                if not overwrite:
+                    if conn.execute(_INSERT_NEW, row).rowcount == 0:  # the key exists
+                        if filename is not None:
+                            unused.append(filename)
+                        continue
+                else:
+                    old = conn.execute(
+                        "SELECT filename FROM entries WHERE key = ?", (key,)
+                    ).fetchone()
+                    conn.execute(_UPSERT, row)
+                    if old is not None and old[0] is not None:
+                        superseded.append(old[0])
                 written += 1
                 written_bytes += len(items[key])
             self._flush_access(conn)

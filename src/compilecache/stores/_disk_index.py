@@ -83,7 +83,13 @@ class Index:
             self.path, timeout=self._busy_ms / 1000, isolation_level=None, check_same_thread=False
         )
         conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-        conn.execute(f"PRAGMA synchronous = {'FULL' if self._durable else 'NORMAL'}")
+        # Not durable: OFF. Every commit still reaches the OS before it returns, so a killed
+        # process loses nothing; only a power loss or kernel crash can lose recent commits or
+        # damage the file, which is then moved aside at open (a cache may forget, never lie).
+        # That saves about a third of an insert's cost; durable=True pays for FULL.
+        conn.execute(f"PRAGMA synchronous = {'FULL' if self._durable else 'OFF'}")
+        # Fewer, larger checkpoints: each one syncs, so this amortises better (WAL up to 16 MB).
+        conn.execute("PRAGMA wal_autocheckpoint = 4000")
         conn.execute("PRAGMA mmap_size = 268435456")
         with self._all_lock:
             if self._pid != os.getpid():  # forked: the parent's connections are not ours

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -42,6 +43,10 @@ class MemoryStore(BaseStore):
                 raise CacheUsageError(f"MemoryStore: {setting} must be a positive int or None")
         self._max_entries = max_entries
         self._max_bytes = max_bytes
+        self._bounded = max_entries is not None or max_bytes is not None
+        self._hit_sizes: list[int] = []
+        if not getattr(sys, "_is_gil_enabled", lambda: True)():
+            self.get = self._get_locked  # type: ignore[method-assign]
         self._data: OrderedDict[str, bytes] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
@@ -76,16 +81,49 @@ class MemoryStore(BaseStore):
         return store
 
     def get(self, key: str) -> bytes | None:
+        # The hit path takes no lock: with the GIL, OrderedDict.get, move_to_end and
+        # list.append are each atomic, and the hit is recorded by appending its size to a list
+        # that _fold_hits sums later (summing and deleting a prefix loses no concurrent append).
+        # Only valid keys are ever stored, so a found key needs no validation: check_key runs
+        # on the miss path alone. Free-threaded builds take the lock (see __init__).
+        value = self._data.get(key)
+        if value is not None:
+            if self._bounded:
+                try:
+                    self._data.move_to_end(key)
+                except KeyError:  # evicted by another thread since the lookup: still a hit
+                    pass
+            sizes = self._hit_sizes
+            sizes.append(len(value))
+            if len(sizes) > 4096:
+                self._fold_hits()
+            return value
         check_key(key)
         with self._lock:
+            self._counters.misses += 1
+        return None
+
+    def _get_locked(self, key: str) -> bytes | None:
+        with self._lock:
             value = self._data.get(key)
-            if value is None:
-                self._counters.misses += 1
-                return None
-            self._data.move_to_end(key)
-            self._counters.hits += 1
-            self._counters.bytes_read += len(value)
-            return value
+            if value is not None:
+                if self._bounded:
+                    self._data.move_to_end(key)
+                self._counters.hits += 1
+                self._counters.bytes_read += len(value)
+                return value
+            self._counters.misses += 1
+        check_key(key)
+        return None
+
+    def _fold_hits(self) -> None:
+        with self._lock:
+            sizes = self._hit_sizes
+            count = len(sizes)
+            total = sum(sizes[:count])
+            del sizes[:count]
+            self._counters.hits += count
+            self._counters.bytes_read += total
 
     def __contains__(self, key: object) -> bool:
         return check_key(key) in self._data
@@ -147,6 +185,7 @@ class MemoryStore(BaseStore):
             self._size = 0
 
     def stats(self) -> StoreStats:
+        self._fold_hits()
         with self._lock:
             entries, size = len(self._data), self._size
             # Counters are only touched under self._lock here, so the snapshot is consistent.

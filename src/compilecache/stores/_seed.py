@@ -20,6 +20,11 @@ from .._errors import CacheError, SeedFormatError
 from ._keys import check_key
 
 
+class _Pairs(list[tuple[str, object]]):
+    """A JSON object as its (name, value) pairs in order, duplicates kept, so that a repeated
+    key can be checked instead of silently winning."""
+
+
 def parse_seed(text: str, source: str) -> dict[str, bytes]:
     """Parse seed ``text``; ``source`` names where it came from in error messages.
 
@@ -31,14 +36,14 @@ def parse_seed(text: str, source: str) -> dict[str, bytes]:
     if not text.strip():
         return {}
     try:
-        pairs = json.loads(text, object_pairs_hook=lambda items: items)
+        pairs = json.loads(text, object_pairs_hook=_Pairs)
     except json.JSONDecodeError as error:
         raise SeedFormatError(
             f"{source}: not valid JSON ({error.msg} at line {error.lineno} column {error.colno}); "
             'expected an object like {"key": "<base64 bytes>"}',
             setting=source,
         ) from None
-    if not isinstance(pairs, list):
+    if not isinstance(pairs, _Pairs):
         raise SeedFormatError(
             f"{source}: expected a JSON object of key to base64 value, got {type(pairs).__name__}",
             setting=source,
@@ -52,7 +57,7 @@ def parse_seed(text: str, source: str) -> dict[str, bytes]:
         if not isinstance(encoded, str):
             raise SeedFormatError(
                 f"{source}: value of key {key!r} must be a base64 string, "
-                f"got {type(encoded).__name__}",
+                f"got {'object' if isinstance(encoded, _Pairs) else type(encoded).__name__}",
                 key=key,
                 setting=source,
             )

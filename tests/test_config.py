@@ -1,0 +1,110 @@
+"""Configuration from the environment and the store it builds."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from compilecache import Config, ConfigError
+from compilecache.stores import CodecStore, DiskStore, NullStore, TieredStore, open_store
+
+
+def test_defaults_follow_xdg_then_home(tmp_path: Path) -> None:
+    config = Config.from_env({"XDG_CACHE_HOME": str(tmp_path)})
+    assert config.dir == tmp_path / "compilecache"
+    assert config.max_size == 10 << 30
+    assert (config.remote, config.secret, config.disable) == (None, None, False)
+    assert Config.from_env({"HOME": "/home/u"}).dir == Path("/home/u/.cache/compilecache")
+    assert config.sources["COMPILECACHE_DIR"] == "default"
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("1024", 1024),
+        ("2K", 2048),
+        ("2KiB", 2048),
+        ("1.5M", 1572864),
+        ("10GiB", 10 << 30),
+        ("1 tb", 1 << 40),
+    ],
+)
+def test_sizes(text: str, size: int) -> None:
+    assert Config.from_env({"COMPILECACHE_MAX_SIZE": text, "HOME": "/h"}).max_size == size
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("COMPILECACHE_MAX_SIZE", "ten gigs", "not a size"),
+        ("COMPILECACHE_MAX_SIZE", "0", "greater than zero"),
+        ("COMPILECACHE_MAX_SIZE", "-5G", "not a size"),
+        ("COMPILECACHE_REMOTE", "http://cache:6379", "not a Redis URL"),
+        ("COMPILECACHE_SECRET", "tooshort", "shorter than 16 bytes"),
+        ("COMPILECACHE_DISABLE", "maybe", "not a boolean"),
+        ("COMPILECACHE_DIR", "  ", "empty"),
+    ],
+)
+def test_invalid_values_name_the_variable(name: str, value: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.from_env({name: value, "HOME": "/h"})
+    assert name in str(info.value) and fragment in str(info.value)
+    assert info.value.setting == name
+    assert isinstance(info.value, ValueError)
+
+
+def test_secret_is_not_shown_in_repr() -> None:
+    config = Config.from_env({"COMPILECACHE_SECRET": "x" * 40, "HOME": "/h"})
+    assert config.secret == b"x" * 40 and "x" * 40 not in repr(config)
+    assert config.sources["COMPILECACHE_SECRET"] == "environment"
+
+
+def test_open_store_composes_what_is_configured(tmp_path: Path) -> None:
+    base = {"COMPILECACHE_DIR": str(tmp_path)}
+    assert isinstance(open_store(Config.from_env(base)), DiskStore)
+    assert isinstance(open_store(Config.from_env({**base, "COMPILECACHE_DISABLE": "1"})), NullStore)
+    signed = open_store(Config.from_env({**base, "COMPILECACHE_SECRET": "y" * 32}))
+    assert isinstance(signed, CodecStore) and isinstance(signed.inner, DiskStore)
+    signed.put("k", b"v")
+    assert signed.get("k") == b"v"
+    tiered = open_store(Config.from_env({**base, "COMPILECACHE_REMOTE": "redis://127.0.0.1:1/0"}))
+    assert isinstance(tiered, TieredStore)
+    assert [tier.name for tier in tiered.tiers] == ["disk", "redis"]
+    tiered.close()
+
+
+def test_disabled_store_holds_nothing() -> None:
+    store = NullStore()
+    store.put("k", b"v")
+    assert store.insert("k", b"v") is False
+    assert store.get("k") is None and list(store) == []
+    assert store.stats().write_skips == 2
+
+
+def test_environment_is_read_when_asked_not_at_import(tmp_path: Path) -> None:
+    code = (
+        "import os, compilecache, compilecache.stores\n"
+        "os.environ['COMPILECACHE_MAX_SIZE'] = '3M'\n"
+        "print(compilecache.Config.from_env().max_size)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"COMPILECACHE_MAX_SIZE": "not a size", "HOME": str(tmp_path), "PATH": "/usr/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == str(3 << 20)
+
+
+def test_import_pulls_in_neither_torch_nor_redis() -> None:
+    code = (
+        "import sys, compilecache, compilecache.stores\n"
+        "from compilecache.stores import DiskStore, TieredStore, MemoryStore\n"
+        "print(sorted(m for m in ('torch', 'redis', 'zstandard') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
