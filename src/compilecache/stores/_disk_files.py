@@ -65,15 +65,27 @@ def read_payload_file(root: Path, relative: str, tag: bytes) -> bytes:
     """Return the verified payload of the file ``root / relative``.
 
     Raises ``FileNotFoundError`` if it is gone and :class:`CorruptEntryError` if it fails its
-    frame checks (including trailing bytes after the payload).
+    frame checks (including a file longer or shorter than its header says).
     """
-    with open(root / relative, "rb", buffering=0) as file:
-        head = file.read(_frame.HEADER_SIZE + len(tag))
-        header = _frame.parse_header(head, tag)
-        # Reading the payload on its own avoids slicing it out of a larger buffer (a copy).
-        payload = file.read(header.length + 1)
-    if len(payload) > header.length:
-        raise CorruptEntryError("entry file has bytes after its payload")
+    fd = os.open(root / relative, os.O_RDONLY)
+    try:
+        header = _frame.parse_header(os.read(fd, _frame.HEADER_SIZE + len(tag)), tag)
+        expected = header.size + header.length
+        actual = os.fstat(fd).st_size
+        if actual != expected:
+            raise CorruptEntryError(
+                f"entry file is {actual} bytes, its header says {expected}: truncated or extended"
+            )
+        # One read of exactly the payload into its own bytes object: no slicing out of a larger
+        # buffer and no over-allocation that would be resized (both copy 256 KiB values).
+        payload = os.read(fd, header.length)
+        while len(payload) < header.length:  # a short read; rare, but allowed by POSIX
+            more = os.read(fd, header.length - len(payload))
+            if not more:
+                break
+            payload += more
+    finally:
+        os.close(fd)
     return header.check_payload(payload)
 
 
