@@ -33,7 +33,7 @@ from ._errors import ConfigError
 DEFAULT_MAX_SIZE = 10 << 30
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(?:([KMGT])(?:I?B)?|B)?\s*", re.IGNORECASE)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 _REMOTE_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -45,14 +45,14 @@ def parse_size(text: str, setting: str = "size") -> int:
     >>> parse_size("2KiB"), parse_size("1.5M")
     (2048, 1572864)
     """
-    match = _SIZE.match(text)
+    match = _SIZE.fullmatch(text)
     if not match:
         raise ConfigError(
             f"{setting}={text!r} is not a size: write bytes or a number with a unit "
             "K, M, G or T (for example 10GiB or 512M)",
             setting=setting,
         )
-    size = int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+    size = int(float(match.group(1)) * _UNITS[(match.group(2) or "").upper()])
     if size <= 0:
         raise ConfigError(f"{setting}={text!r} must be greater than zero", setting=setting)
     return size
@@ -71,10 +71,12 @@ def parse_bool(text: str, setting: str) -> bool:
 
 
 def default_cache_dir(environ: Mapping[str, str]) -> Path:
-    base = environ.get("XDG_CACHE_HOME") or str(
-        Path(environ.get("HOME") or "~").expanduser() / ".cache"
-    )
-    return Path(base) / "compilecache"
+    """``$XDG_CACHE_HOME/compilecache``, else ``~/.cache/compilecache`` (a relative
+    ``XDG_CACHE_HOME`` is ignored, as the XDG specification says)."""
+    xdg = environ.get("XDG_CACHE_HOME", "")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "compilecache"
+    return Path(environ.get("HOME") or "~").expanduser() / ".cache" / "compilecache"
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ class Config:
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        if self.remote is not None and not self.remote.startswith(_REMOTE_SCHEMES):
+        if self.remote is not None and not self.remote.lower().startswith(_REMOTE_SCHEMES):
             raise ConfigError(
                 f"COMPILECACHE_REMOTE={self.remote!r} is not a Redis URL: "
                 "use redis://host:port/db, rediss://... or unix:///path.sock",
@@ -122,6 +124,12 @@ class Config:
         raw_remote = read("COMPILECACHE_REMOTE")
         raw_secret = read("COMPILECACHE_SECRET")
         raw_disable = read("COMPILECACHE_DISABLE")
+        if raw_secret is not None and not raw_secret:
+            raise ConfigError(
+                "COMPILECACHE_SECRET is set but empty: entries would silently go unsigned; "
+                "unset it to run unsigned, or set a long random value",
+                setting="COMPILECACHE_SECRET",
+            )
         if raw_dir is not None and not raw_dir.strip():
             raise ConfigError(
                 "COMPILECACHE_DIR is set but empty: unset it or name a directory",

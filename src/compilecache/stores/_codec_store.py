@@ -20,16 +20,17 @@ class CodecStore(BaseStore):
     """Encodes values with ``codecs`` (in order) on write, decodes in reverse on read.
 
     A value that fails to decode is never returned: a bad signature counts as ``rejected``,
-    unreadable bytes as ``corrupt``; both are misses, logged (rate-limited), and the entry is
-    deleted from ``store`` so that the next write replaces it.
+    unreadable bytes as ``corrupt``; both are misses, logged (rate-limited). The entry is left
+    in ``store``: a client with another secret must not erase what other clients read
+    correctly; ``put`` replaces it.
 
     >>> from compilecache.stores import MemoryStore, Signing
     >>> inner = MemoryStore()
     >>> signed = CodecStore(inner, [Signing(b"0123456789abcdef")])
     >>> signed.put("k", b"v")
     >>> inner.put("k", b"forged")
-    >>> signed.get("k") is None, "k" in inner
-    (True, False)
+    >>> signed.get("k") is None, signed.stats().rejected
+    (True, 1)
     """
 
     def __init__(
@@ -56,12 +57,13 @@ class CodecStore(BaseStore):
             self._log.log(
                 logging.WARNING,
                 f"{type(error).__name__}:{key}",
-                "%s: refused entry %r: %s; removed",
+                "%s: refused entry %r: %s",
                 self.name,
                 key,
                 error,
             )
-            self.inner.delete(key)
+            # The entry stays: a client with another secret, or without zstandard, must not
+            # erase entries that other clients read correctly. A put replaces it.
             return None
         return data
 

@@ -16,6 +16,7 @@ Guarantees (see docs/stores.md for the reasoning):
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sqlite3
@@ -23,13 +24,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from .._errors import ConfigError, CorruptEntryError
 from .._ratelimit import RateLimitedLog
 from . import _disk_files as files
 from . import _frame
 from ._base import BaseStore, check_value
-from ._disk_index import Index
+from ._disk_index import Index, transaction
 from ._keys import check_key
 from ._stats import StoreStats
 
@@ -41,6 +43,10 @@ _SWEEP_EVERY = 24 * 3600.0
 _ORPHAN_GRACE = 3600.0
 _ACCESS_FLUSH_AFTER = 10.0
 _ACCESS_PENDING_MAX = 1024
+
+T = TypeVar("T")
+Row = tuple[str, int, "bytes | None", "str | None", float]
+_SELECT_ENTRY = "SELECT rowid, value, filename, accessed FROM entries WHERE key = ?"
 
 
 _INSERT_NEW = (
@@ -141,17 +147,11 @@ class DiskStore(BaseStore):
     def get(self, key: str) -> bytes | None:
         check_key(key)
         try:
-            row = (
-                self._index.connection()
-                .execute(
-                    "SELECT rowid, value, filename, accessed FROM entries WHERE key = ?", (key,)
-                )
-                .fetchone()
-            )
-            if row is None:
-                self._counters.miss()
-                return None
-            payload = self._payload(key, row[:3])
+            try:
+                row = self._index.connection().execute(_SELECT_ENTRY, (key,)).fetchone()
+            except sqlite3.ProgrammingError:  # closed under us by a fork in another thread
+                row = self._index.connection().execute(_SELECT_ENTRY, (key,)).fetchone()
+            payload = None if row is None else self._payload(key, row)
         except sqlite3.Error as error:
             self._counters.miss()
             self._backend_failed("get", key, error)
@@ -164,9 +164,9 @@ class DiskStore(BaseStore):
             self._note_access(key)
         return payload
 
-    def _payload(self, key: str, row: tuple[int, bytes | None, str | None]) -> bytes | None:
+    def _payload(self, key: str, row: tuple[int, bytes | None, str | None, float]) -> bytes | None:
         """The verified payload of ``row``, or None after removing a bad entry."""
-        rowid, value, filename = row
+        _rowid, value, filename, _accessed = row
         try:
             if value is not None:
                 return _frame.decode(value, self._tag)
@@ -176,23 +176,20 @@ class DiskStore(BaseStore):
             except FileNotFoundError:
                 # A concurrent put or eviction may have replaced the row and deleted the file
                 # between our SELECT and open: look again before calling the entry broken.
-                again = (
-                    self._index.connection()
-                    .execute("SELECT rowid, value, filename FROM entries WHERE key = ?", (key,))
-                    .fetchone()
-                )
+                again = self._index.connection().execute(_SELECT_ENTRY, (key,)).fetchone()
                 if again is None:
                     return None
-                if tuple(again) != tuple(row):
+                if tuple(again[:3]) != tuple(row[:3]):
                     return self._payload(key, again)
                 raise CorruptEntryError("entry file is missing") from None
         except (CorruptEntryError, OSError) as error:
-            self._discard_bad_entry(key, rowid, filename, error)
+            self._discard_bad_entry(key, row, error)
             return None
 
     def _discard_bad_entry(
-        self, key: str, rowid: int, filename: str | None, error: BaseException
+        self, key: str, row: tuple[int, bytes | None, str | None, float], error: BaseException
     ) -> None:
+        rowid, value, filename, _accessed = row
         self._counters.add("corrupt")
         self._corrupt_log.log(
             logging.WARNING,
@@ -202,76 +199,82 @@ class DiskStore(BaseStore):
             key,
             error,
         )
-        try:
-            conn = self._index.connection()
-            conn.execute("BEGIN IMMEDIATE")
-            # Only the row we read: a writer may have replaced it with a good one meanwhile.
-            conn.execute("DELETE FROM entries WHERE rowid = ? AND key = ?", (rowid, key))
-            conn.execute("COMMIT")
-        except sqlite3.Error as db_error:
-            self._rollback()
-            self._backend_failed("remove corrupt entry", key, db_error)
-            return
-        if filename is not None:
+
+        def remove(conn: sqlite3.Connection) -> int:
+            # Only the row we read: an upsert keeps the rowid, so match the contents too (file
+            # names are random, inline frames compare exactly); a concurrent good write stays.
+            with transaction(conn):
+                return conn.execute(
+                    "DELETE FROM entries WHERE rowid = ? AND key = ? AND value IS ? "
+                    "AND filename IS ?",
+                    (rowid, key, value, filename),
+                ).rowcount
+
+        removed = self._run("remove corrupt entry", key, remove, 0)
+        if removed and filename is not None:
             files.remove_quietly(self.root / filename)
 
     def __contains__(self, key: object) -> bool:
         key = check_key(key)
-        try:
-            row = (
-                self._index.connection()
-                .execute("SELECT 1 FROM entries WHERE key = ?", (key,))
-                .fetchone()
-            )
-        except sqlite3.Error as error:
-            self._backend_failed("contains", key, error)
-            return False
-        return row is not None
+        return self._run(
+            "contains",
+            key,
+            lambda conn: (
+                conn.execute("SELECT 1 FROM entries WHERE key = ?", (key,)).fetchone() is not None
+            ),
+            False,
+        )
 
     def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
-        wanted = [check_key(key) for key in keys]
+        wanted = list(dict.fromkeys(check_key(key) for key in keys))
         found: dict[str, bytes] = {}
-        conn = self._index.connection()
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            try:
-                rows = conn.execute(
-                    "SELECT key, rowid, value, filename, accessed FROM entries "
-                    f"WHERE key IN ({marks})",
-                    chunk,
-                ).fetchall()
-            except sqlite3.Error as error:
-                self._backend_failed("get_many", chunk[0], error)
-                rows = []
-            for key, *row in rows:
-                payload = self._payload(key, (row[0], row[1], row[2]))
+
+            def select(conn: sqlite3.Connection, sql: str, chunk: list[str]) -> list[Row]:
+                return conn.execute(sql, chunk).fetchall()
+
+            sql = (
+                f"SELECT key, rowid, value, filename, accessed FROM entries WHERE key IN ({marks})"
+            )
+            no_rows: list[Row] = []
+            work = functools.partial(select, sql=sql, chunk=chunk)
+            for key, rowid, value, filename, accessed in self._run(
+                "get_many", chunk[0], work, no_rows
+            ):
+                try:
+                    payload = self._payload(key, (rowid, value, filename, accessed))
+                except sqlite3.Error as error:
+                    self._backend_failed("get_many", key, error)
+                    continue
                 if payload is not None:
                     found[key] = payload
                     self._counters.hit(len(payload))
-                    if self._clock() - row[3] > self._access_resolution:
+                    if self._clock() - accessed > self._access_resolution:
                         self._note_access(key)
-        self._counters.add("misses", len(set(wanted)) - len(found))
+        self._counters.add("misses", len(wanted) - len(found))
         return found
 
     def keys(self) -> Iterator[str]:
-        try:
-            rows = self._index.connection().execute("SELECT key FROM entries").fetchall()
-        except sqlite3.Error as error:
-            self._backend_failed("keys", None, error)
-            rows = []
+        none: list[tuple[str]] = []
+        rows = self._run(
+            "keys", None, lambda conn: conn.execute("SELECT key FROM entries").fetchall(), none
+        )
         return iter([key for (key,) in rows])
 
     def stats(self) -> StoreStats:
-        try:
-            meta = dict(
-                self._index.connection()
-                .execute("SELECT name, value FROM meta WHERE name IN ('count', 'size')")
-                .fetchall()
+        none: list[tuple[str, int]] = []
+        meta: dict[str, int] = dict(
+            self._run(
+                "stats",
+                None,
+                lambda conn: conn.execute(
+                    "SELECT name, value FROM meta WHERE name IN ('count', 'size')"
+                ).fetchall(),
+                none,
             )
-        except sqlite3.Error as error:
-            self._backend_failed("stats", None, error)
-            meta = {}
+        )
         return self._counters.snapshot(self.name, entries=meta.get("count"), size=meta.get("size"))
 
     # -- writes --------------------------------------------------------------------------
@@ -288,6 +291,7 @@ class DiskStore(BaseStore):
 
     def _write(self, items: dict[str, bytes], *, overwrite: bool) -> int:
         """Publish ``items`` in one transaction; return how many rows were written."""
+        operation = "put" if overwrite else "insert"
         prepared: list[tuple[str, bytes | None, str | None, int]] = []
         new_files: list[str] = []
         try:
@@ -295,25 +299,57 @@ class DiskStore(BaseStore):
             for key, value in items.items():
                 if len(value) > self._inline_limit:
                     relative = files.new_relative_name()
+                    new_files.append(relative)
                     size = files.write_payload_file(
                         self.root, relative, self._tag, value, durable=self.durable
                     )
-                    new_files.append(relative)
                     prepared.append((key, None, relative, size))
                 else:
                     framed = _frame.encode(self._tag, value)
                     prepared.append((key, framed, None, len(framed)))
-        except OSError as error:
+        except BaseException as error:
             self._remove_files(new_files)
-            self._backend_failed("put" if overwrite else "insert", next(iter(items)), error)
+            if not isinstance(error, OSError):
+                raise
+            self._backend_failed(operation, next(iter(items)), error)
             return 0
+
+        try:
+            written, written_bytes, obsolete, evicted = self._run_or_raise(
+                functools.partial(
+                    self._publish, items=items, prepared=prepared, overwrite=overwrite
+                )
+            )
+        except sqlite3.Error as error:
+            self._remove_files(new_files)
+            self._backend_failed(operation, next(iter(items)), error)
+            return 0
+        except BaseException:
+            self._remove_files(new_files)
+            raise
+        # Files of replaced, evicted or losing entries go only after the commit: until then a
+        # reader may still be directed to them.
+        self._remove_files(obsolete)
+        self._counters.add("writes", written)
+        self._counters.add("bytes_written", written_bytes)
+        self._counters.add("evictions", evicted)
+        return written
+
+    def _publish(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        items: dict[str, bytes],
+        prepared: list[tuple[str, bytes | None, str | None, int]],
+        overwrite: bool,
+    ) -> tuple[int, int, list[str], int]:
+        """The transaction of a write: rows in, access times flushed, eviction. Returns rows
+        and bytes written, files that became obsolete (to remove after commit), rows evicted."""
         now = self._clock()
         written = written_bytes = 0
         unused: list[str] = []
         superseded: list[str] = []
-        conn = self._index.connection()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+        with transaction(conn):
             for key, inline, filename, size in prepared:
                 row = (key, inline, filename, size, now, now)
                 if not overwrite:
@@ -331,26 +367,16 @@ class DiskStore(BaseStore):
                 written += 1
                 written_bytes += len(items[key])
             self._flush_access(conn)
-            superseded += self._evict(conn, protect=set(items))
-            conn.execute("COMMIT")
-        except sqlite3.Error as error:
-            self._rollback()
-            self._remove_files(new_files)
-            self._backend_failed("put" if overwrite else "insert", next(iter(items)), error)
-            return 0
-        # Files of replaced or evicted entries go only after the commit: until then a reader
-        # may still be directed to them.
-        self._remove_files(unused + superseded)
-        self._counters.add("writes", written)
-        self._counters.add("bytes_written", written_bytes)
-        return written
+            doomed, evicted = self._evict(conn, protect=set(items))
+        return written, written_bytes, unused + superseded + doomed, evicted
 
-    def _evict(self, conn: sqlite3.Connection, protect: set[str]) -> list[str]:
+    def _evict(self, conn: sqlite3.Connection, protect: set[str]) -> tuple[list[str], int]:
         """Delete least recently used rows until the store is under ``low_water``; return the
-        files to remove after the commit. Reads one meta row when nothing needs evicting."""
+        files to remove after the commit and how many rows went. Reads one meta row when
+        nothing needs evicting."""
         (size,) = conn.execute("SELECT value FROM meta WHERE name = 'size'").fetchone()
         if size <= self.max_bytes:
-            return []
+            return [], 0
         doomed: list[str] = []
         evicted = 0
         while size > self._low_water:
@@ -369,54 +395,54 @@ class DiskStore(BaseStore):
                 evicted += 1
                 if size <= self._low_water:
                     break
-        self._counters.add("evictions", evicted)
-        return doomed
+        return doomed, evicted
 
     def delete(self, key: str) -> bool:
         check_key(key)
-        conn = self._index.connection()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            row = conn.execute("SELECT filename FROM entries WHERE key = ?", (key,)).fetchone()
-            if row is not None:
-                conn.execute("DELETE FROM entries WHERE key = ?", (key,))
-            conn.execute("COMMIT")
-        except sqlite3.Error as error:
-            self._rollback()
-            self._backend_failed("delete", key, error)
-            return False
-        if row is not None and row[0] is not None:
-            files.remove_quietly(self.root / row[0])
-        return row is not None
+
+        def remove(conn: sqlite3.Connection) -> tuple[bool, str | None]:
+            with transaction(conn):
+                row = conn.execute("SELECT filename FROM entries WHERE key = ?", (key,)).fetchone()
+                if row is not None:
+                    conn.execute("DELETE FROM entries WHERE key = ?", (key,))
+            return row is not None, None if row is None else row[0]
+
+        nothing: tuple[bool, str | None] = (False, None)
+        removed, filename = self._run("delete", key, remove, nothing)
+        if filename is not None:
+            files.remove_quietly(self.root / filename)
+        return removed
 
     def clear(self) -> int:
         """Remove every entry; return how many were removed."""
-        conn = self._index.connection()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            names = [n for (n,) in conn.execute("SELECT filename FROM entries") if n is not None]
-            removed = conn.execute("DELETE FROM entries").rowcount
-            conn.execute("COMMIT")
-        except sqlite3.Error as error:
-            self._rollback()
-            self._backend_failed("clear", None, error)
-            return 0
+
+        def remove_all(conn: sqlite3.Connection) -> tuple[int, list[str]]:
+            with transaction(conn):
+                names = [n for (n,) in conn.execute("SELECT filename FROM entries") if n]
+                removed = conn.execute("DELETE FROM entries").rowcount
+            return int(removed), names
+
+        nothing: tuple[int, list[str]] = (0, [])
+        removed, names = self._run("clear", None, remove_all, nothing)
         self._remove_files(names)
-        return int(removed)
+        return removed
 
     # -- maintenance ---------------------------------------------------------------------
     def sweep_orphans(self, grace: float = _ORPHAN_GRACE) -> int:
         """Delete payload files that no entry references and that are older than ``grace``
         seconds (left by writers killed before they committed). Returns how many."""
-        try:
-            referenced = {
+        referenced: set[str] | None = self._run(
+            "sweep",
+            None,
+            lambda conn: {
                 name
-                for (name,) in self._index.connection().execute(
+                for (name,) in conn.execute(
                     "SELECT filename FROM entries WHERE filename IS NOT NULL"
                 )
-            }
-        except sqlite3.Error as error:
-            self._backend_failed("sweep", None, error)
+            },
+            None,
+        )
+        if referenced is None:
             return 0
         removed = files.sweep_orphans(self.root, referenced, grace)
         if removed:
@@ -425,32 +451,32 @@ class DiskStore(BaseStore):
 
     def _maybe_sweep(self) -> None:
         """Sweep orphans at most once a day across all processes sharing the directory."""
-        conn = self._index.connection()
         now = self._clock()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+
+        def claim(conn: sqlite3.Connection) -> bool:
             (last,) = conn.execute("SELECT value FROM meta WHERE name = 'last_sweep'").fetchone()
-            due = now - last > _SWEEP_EVERY
-            if due:
+            if now - last <= _SWEEP_EVERY:
+                return False  # the common case: decided without taking the write lock
+            with transaction(conn):
+                (last,) = conn.execute(
+                    "SELECT value FROM meta WHERE name = 'last_sweep'"
+                ).fetchone()
+                if now - last <= _SWEEP_EVERY:
+                    return False
                 conn.execute("UPDATE meta SET value = ? WHERE name = 'last_sweep'", (now,))
-            conn.execute("COMMIT")
-        except sqlite3.Error as error:
-            self._rollback()
-            self._backend_failed("sweep", None, error)
-            return
-        if due:
+            return True
+
+        if self._run("sweep", None, claim, False):
             self.sweep_orphans()
 
     def flush(self) -> None:
         """Write the buffered access times of recent reads into the index."""
-        conn = self._index.connection()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            self._flush_access(conn)
-            conn.execute("COMMIT")
-        except sqlite3.Error as error:
-            self._rollback()
-            self._backend_failed("flush", None, error)
+
+        def write(conn: sqlite3.Connection) -> None:
+            with transaction(conn):
+                self._flush_access(conn)
+
+        self._run("flush", None, write, None)
 
     def close(self) -> None:
         """Flush access times and close this process's connections."""
@@ -459,6 +485,28 @@ class DiskStore(BaseStore):
         self._index.close()
 
     # -- helpers -------------------------------------------------------------------------
+    def _run_or_raise(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work(connection)``, once more on a fresh connection if a fork in another thread
+        closed this thread's connection under it."""
+        try:
+            return work(self._index.connection())
+        except sqlite3.ProgrammingError:
+            return work(self._index.connection())
+
+    def _run(
+        self,
+        operation: str,
+        key: str | None,
+        work: Callable[[sqlite3.Connection], T],
+        default: T,
+    ) -> T:
+        """``work(connection)``; a database failure is counted, logged and gives ``default``."""
+        try:
+            return self._run_or_raise(work)
+        except sqlite3.Error as error:
+            self._backend_failed(operation, key, error)
+            return default
+
     def _note_access(self, key: str) -> None:
         now = self._clock()
         with self._pending_lock:
@@ -472,23 +520,18 @@ class DiskStore(BaseStore):
 
     def _try_flush_from_read(self) -> None:
         """Flush access times without waiting: a read must not queue behind a writer."""
-        conn = self._index.connection()
         try:
+            conn = self._index.connection()
             conn.execute("PRAGMA busy_timeout = 0")
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError:
-            self._last_flush = self._clock()  # busy: try again later, keep what is pending
-            return
-        finally:
-            conn.execute(f"PRAGMA busy_timeout = {self._index_busy_ms()}")
-        try:
-            self._flush_access(conn)
-            conn.execute("COMMIT")
+            try:
+                with transaction(conn):
+                    self._flush_access(conn)
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {self._index.busy_ms}")
         except sqlite3.Error:
-            self._rollback()
-
-    def _index_busy_ms(self) -> int:
-        return self._index._busy_ms
+            # Busy (another writer) or failing: keep serving; the access times wait for the
+            # next write. They are an LRU hint, not data.
+            self._last_flush = self._clock()
 
     def _flush_access(self, conn: sqlite3.Connection) -> None:
         with self._pending_lock:
@@ -499,12 +542,6 @@ class DiskStore(BaseStore):
                 "UPDATE entries SET accessed = ? WHERE key = ? AND accessed < ?",
                 [(when, key, when) for key, when in pending.items()],
             )
-
-    def _rollback(self) -> None:
-        try:
-            self._index.connection().execute("ROLLBACK")
-        except sqlite3.Error:  # no transaction open, or the connection is broken: nothing to undo
-            pass
 
     def _remove_files(self, names: Iterable[str]) -> None:
         for name in names:

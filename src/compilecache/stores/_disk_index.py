@@ -1,4 +1,4 @@
-"""The SQLite index of the disk store: schema, connections, and recovery from a broken file.
+"""The SQLite index of the disk store: schema, connections, fork safety, recovery.
 
 The index holds one row per entry: small values inline (framed), large ones as the name of a
 payload file. It runs in WAL mode, so readers never block each other or wait on a writer, and a
@@ -7,82 +7,121 @@ total size in ``meta``, so the size check before eviction is one row read, not a
 
 The file name carries the schema version: a future layout gets a new file beside this one, and
 two compilecache versions sharing a directory do not fight over one index.
+
+Fork: SQLite keeps per-process lock bookkeeping that a forked child inherits without the locks
+themselves (POSIX locks are not inherited). A child that opens connections while the parent's are
+still open believes it holds locks it does not; if the parent then closes its last connection,
+SQLite checkpoints and deletes the WAL under the child, and the child's commits are lost. So
+before every ``fork`` each index closes its idle connections (they reopen on next use), and in
+the child the parent's connections are kept referenced but never used or closed (closing one
+could checkpoint the parent's WAL). If a connection was inside a write transaction at the moment
+of the fork, the child cannot use the index safely: its calls fail (open) with a clear message.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
 import threading
 import time
+import weakref
+from collections.abc import Iterator
 from pathlib import Path
 
 logger = logging.getLogger("compilecache.store.disk")
 
 INDEX_NAME = "index-v1.sqlite3"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (
-    key TEXT NOT NULL UNIQUE,
-    value BLOB,
-    filename TEXT,
-    size INTEGER NOT NULL,
-    created REAL NOT NULL,
-    accessed REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS entries_by_access ON entries (accessed);
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value NOT NULL);
-INSERT OR IGNORE INTO meta VALUES ('count', 0), ('size', 0), ('last_sweep', 0);
-CREATE TRIGGER IF NOT EXISTS entries_insert AFTER INSERT ON entries BEGIN
-    UPDATE meta SET value = value + 1 WHERE name = 'count';
-    UPDATE meta SET value = value + new.size WHERE name = 'size';
-END;
-CREATE TRIGGER IF NOT EXISTS entries_delete AFTER DELETE ON entries BEGIN
-    UPDATE meta SET value = value - 1 WHERE name = 'count';
-    UPDATE meta SET value = value - old.size WHERE name = 'size';
-END;
-CREATE TRIGGER IF NOT EXISTS entries_update AFTER UPDATE OF size ON entries BEGIN
-    UPDATE meta SET value = value + new.size - old.size WHERE name = 'size';
-END;
-"""
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS entries (
+        key TEXT NOT NULL UNIQUE,
+        value BLOB,
+        filename TEXT,
+        size INTEGER NOT NULL,
+        created REAL NOT NULL,
+        accessed REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS entries_by_access ON entries (accessed)",
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value NOT NULL)",
+    "INSERT OR IGNORE INTO meta VALUES ('count', 0), ('size', 0), ('last_sweep', 0)",
+    """CREATE TRIGGER IF NOT EXISTS entries_insert AFTER INSERT ON entries BEGIN
+        UPDATE meta SET value = value + 1 WHERE name = 'count';
+        UPDATE meta SET value = value + new.size WHERE name = 'size';
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS entries_delete AFTER DELETE ON entries BEGIN
+        UPDATE meta SET value = value - 1 WHERE name = 'count';
+        UPDATE meta SET value = value - old.size WHERE name = 'size';
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS entries_update AFTER UPDATE OF size ON entries BEGIN
+        UPDATE meta SET value = value + new.size - old.size WHERE name = 'size';
+    END""",
+)
+_SCHEMA_OBJECTS = 6  # two tables, one index, three triggers
+
+# Result codes that mean the file itself is damaged (not busy, full or unreadable for now).
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any exception, even one that is not a
+    database error (a KeyboardInterrupt in a notebook must not leave the write lock held)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 class Index:
-    """Per-thread, per-process SQLite connections to one index file.
-
-    A connection is never shared between threads, and never used in a child process after
-    ``fork`` (SQLite forbids carrying a connection across fork): each (process, thread) pair
-    opens its own on first use.
-    """
+    """Per-thread, per-process SQLite connections to one index file."""
 
     def __init__(self, root: Path, *, durable: bool, busy_timeout: float) -> None:
         self.path = root / INDEX_NAME
         self._durable = durable
-        self._busy_ms = int(busy_timeout * 1000)
+        self.busy_ms = int(busy_timeout * 1000)
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._all_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._open: list[sqlite3.Connection] = []  # this process's connections
+        self._inherited: list[sqlite3.Connection] = []  # a parent's: never used, never closed
         self._pid = os.getpid()
+        self._generation = 0
+        self._unusable: str | None = None
+        self._busy_at_fork = False
+        _LIVE.add(self)
         self._open_or_recover()
 
     def connection(self) -> sqlite3.Connection:
-        """This thread's connection, opened on first use in this process."""
+        """This thread's connection, opened on first use in this process (and after a fork)."""
         local = self._local
         conn: sqlite3.Connection | None = getattr(local, "conn", None)
-        if conn is not None and local.pid == os.getpid():
+        if conn is not None and local.key == (os.getpid(), self._generation):
             return conn
-        conn = self._connect()
-        local.conn, local.pid = conn, os.getpid()
+        return self._reconnect()
+
+    def _reconnect(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._adopt_fork()
+            if self._unusable:
+                raise sqlite3.OperationalError(self._unusable)
+            conn = self._connect()
+            self._open.append(conn)
+            self._local.conn, self._local.key = conn, (os.getpid(), self._generation)
         return conn
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: transactions are begun explicitly (BEGIN IMMEDIATE for writes),
         # so a read never holds a transaction open.
         conn = sqlite3.connect(
-            self.path, timeout=self._busy_ms / 1000, isolation_level=None, check_same_thread=False
+            self.path, timeout=self.busy_ms / 1000, isolation_level=None, check_same_thread=False
         )
-        conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+        conn.execute(f"PRAGMA busy_timeout = {self.busy_ms}")
         # Not durable: OFF. Every commit still reaches the OS before it returns, so a killed
         # process loses nothing; only a power loss or kernel crash can lose recent commits or
         # damage the file, which is then moved aside at open (a cache may forget, never lie).
@@ -91,22 +130,51 @@ class Index:
         # Fewer, larger checkpoints: each one syncs, so this amortises better (WAL up to 16 MB).
         conn.execute("PRAGMA wal_autocheckpoint = 4000")
         conn.execute("PRAGMA mmap_size = 268435456")
-        with self._all_lock:
-            if self._pid != os.getpid():  # forked: the parent's connections are not ours
-                self._all, self._pid = [], os.getpid()
-            self._all.append(conn)
         return conn
 
+    # -- fork ----------------------------------------------------------------------------
+    def before_fork(self) -> None:
+        """Close idle connections so that the child inherits no SQLite lock bookkeeping."""
+        with self._lock:
+            if self._pid != os.getpid():
+                return
+            keep = []
+            for conn in self._open:
+                if conn.in_transaction:
+                    keep.append(conn)
+                else:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.close()
+            self._open = keep
+            self._generation += 1  # every thread reopens on next use
+            self._busy_at_fork = bool(keep)
+
+    def _adopt_fork(self) -> None:
+        """First use in a forked child: set the parent's connections aside for good."""
+        self._inherited.extend(self._open)
+        self._open = []
+        self._pid = os.getpid()
+        self._generation += 1
+        if self._busy_at_fork:
+            self._unusable = (
+                f"disk store index {self.path} was in a write transaction when this process "
+                "was forked; it is unusable here (reads miss, writes are skipped). Fork before "
+                "using the store, or use the spawn start method"
+            )
+            logger.warning("%s", self._unusable)
+
+    # -- opening -------------------------------------------------------------------------
     def _open_or_recover(self) -> None:
         """Create the schema; move a file that is not a usable database aside and start over."""
         try:
             self._initialise()
         except sqlite3.DatabaseError as error:
-            if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+            code = (getattr(error, "sqlite_errorcode", 0) or 0) & 0xFF
+            if code not in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
                 raise
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
             logger.warning(
-                "disk store index %s is unreadable (%s); moved to %s and starting empty "
+                "disk store index %s is damaged (%s); moved to %s and starting empty "
                 "(payload files it referenced are swept later)",
                 self.path,
                 error,
@@ -124,37 +192,34 @@ class Index:
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode != "wal":
             logger.warning("disk store index %s runs in %s mode, not WAL", self.path, mode)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _split(_SCHEMA):
+        (present,) = conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE name IN "
+            "('entries', 'meta', 'entries_by_access', 'entries_insert', 'entries_delete', "
+            "'entries_update')"
+        ).fetchone()
+        if present == _SCHEMA_OBJECTS:
+            return  # the common case: no write lock needed to open an existing store
+        with transaction(conn):
+            for statement in _SCHEMA:
                 conn.execute(statement)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def close(self) -> None:
-        """Close every connection this process opened."""
-        with self._all_lock:
-            conns = self._all if self._pid == os.getpid() else []
-            self._all = []
+        """Close every connection this process opened; later calls reopen."""
+        with self._lock:
+            conns = self._open if self._pid == os.getpid() else []
+            self._open = []
+            self._generation += 1
         for conn in conns:
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 conn.close()
-            except sqlite3.Error:  # closing must not fail; a broken file is handled elsewhere
-                pass
-        self._local = threading.local()
 
 
-def _split(script: str) -> list[str]:
-    """Split the schema into statements, keeping trigger bodies whole."""
-    statements, current = [], []
-    for line in script.strip().splitlines():
-        current.append(line)
-        text = "\n".join(current)
-        if text.rstrip().endswith(";") and (
-            "TRIGGER" not in text or text.rstrip().endswith("END;")
-        ):
-            statements.append(text)
-            current = []
-    return statements
+_LIVE: weakref.WeakSet[Index] = weakref.WeakSet()
+
+
+def _before_fork() -> None:
+    for index in list(_LIVE):
+        index.before_fork()
+
+
+os.register_at_fork(before=_before_fork)

@@ -86,6 +86,8 @@ class MemoryStore(BaseStore):
         # that _fold_hits sums later (summing and deleting a prefix loses no concurrent append).
         # Only valid keys are ever stored, so a found key needs no validation: check_key runs
         # on the miss path alone. Free-threaded builds take the lock (see __init__).
+        if type(key) is not str:  # unhashable keys and str subclasses: the clear error
+            check_key(key)
         value = self._data.get(key)
         if value is not None:
             if self._bounded:
@@ -134,8 +136,7 @@ class MemoryStore(BaseStore):
         with self._lock:
             if key in self._data:
                 return False
-            self._store(key, value)
-            return True
+            return self._store(key, value)
 
     def put(self, key: str, value: bytes) -> None:
         check_key(key)
@@ -146,12 +147,12 @@ class MemoryStore(BaseStore):
                 self._size -= len(old)
             self._store(key, value)
 
-    def _store(self, key: str, value: bytes) -> None:
+    def _store(self, key: str, value: bytes) -> bool:
         # Called with the lock held. Counter fields are bumped directly under this lock: the
         # store's own lock already serialises them, and Counters' lock would double the cost.
         if self._max_bytes is not None and len(value) > self._max_bytes:
             self._counters.write_skips += 1
-            return
+            return False
         self._data[key] = value
         self._size += len(value)
         self._counters.writes += 1
@@ -163,6 +164,7 @@ class MemoryStore(BaseStore):
             _, evicted = self._data.popitem(last=False)
             self._size -= len(evicted)
             self._counters.evictions += 1
+        return True
 
     def delete(self, key: str) -> bool:
         check_key(key)

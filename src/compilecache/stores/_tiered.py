@@ -164,10 +164,15 @@ class TieredStore(BaseStore):
             self._counters.wrote(len(value))
 
     def delete(self, key: str) -> bool:
+        """Delete from the tiers the policy writes; returns whether a synchronous tier held it.
+        Background tiers get the delete through their queue, after any queued write of the key
+        (deleting directly could be undone by an older queued put)."""
         check_key(key)
         removed = False
-        for tier in self._sync_tiers + self._async_tiers:
+        for tier in self._sync_tiers:
             removed = bool(self._tier_write(tier, "delete", key, None)) or removed
+        for tier in self._async_tiers:
+            self._background.submit(_job(tier, "delete", key, None))
         return removed
 
     def flush(self, timeout: float | None = None) -> bool:

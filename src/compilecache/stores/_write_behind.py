@@ -62,8 +62,8 @@ class WriteBehindQueue:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait (up to ``timeout`` seconds) for queued jobs to finish; return whether they did."""
-        if self._thread is None or self._pid != os.getpid():
-            return True
+        if self._closed or self._thread is None or self._pid != os.getpid():
+            return True  # nothing can be pending: closed queues run everything first
         done = threading.Event()
 
         def mark() -> None:
@@ -108,7 +108,7 @@ class WriteBehindQueue:
                 return
             try:
                 job()
-            except Exception as error:  # a failed background write must not kill the worker
+            except BaseException as error:  # a failed background write must not kill the worker
                 self._counters.add("errors")
                 self._log.log(
                     logging.WARNING, "job", "%s: background write failed: %s", self._name, error
