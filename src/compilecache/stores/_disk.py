@@ -113,6 +113,7 @@ class DiskStore(BaseStore):
         if type(inline_limit) is not int or inline_limit < 0:
             raise ConfigError(f"DiskStore: inline_limit must be an int >= 0, got {inline_limit!r}")
         self.root = Path(path)
+        self._root = os.fspath(self.root)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -172,7 +173,7 @@ class DiskStore(BaseStore):
                 return _frame.decode(value, self._tag)
             assert filename is not None
             try:
-                return files.read_payload_file(self.root, filename, self._tag)
+                return files.read_payload_file(self._root, filename, self._tag)
             except FileNotFoundError:
                 # A concurrent put or eviction may have replaced the row and deleted the file
                 # between our SELECT and open: look again before calling the entry broken.
@@ -264,18 +265,14 @@ class DiskStore(BaseStore):
         return iter([key for (key,) in rows])
 
     def stats(self) -> StoreStats:
-        none: list[tuple[str, int]] = []
-        meta: dict[str, int] = dict(
-            self._run(
-                "stats",
-                None,
-                lambda conn: conn.execute(
-                    "SELECT name, value FROM meta WHERE name IN ('count', 'size')"
-                ).fetchall(),
-                none,
-            )
+        unknown: tuple[int | None, int | None] = (None, None)
+        entries, size = self._run(
+            "stats",
+            None,
+            lambda conn: conn.execute("SELECT count, size FROM totals").fetchone(),
+            unknown,
         )
-        return self._counters.snapshot(self.name, entries=meta.get("count"), size=meta.get("size"))
+        return self._counters.snapshot(self.name, entries=entries, size=size)
 
     # -- writes --------------------------------------------------------------------------
     def insert(self, key: str, value: bytes) -> bool:
@@ -372,9 +369,9 @@ class DiskStore(BaseStore):
 
     def _evict(self, conn: sqlite3.Connection, protect: set[str]) -> tuple[list[str], int]:
         """Delete least recently used rows until the store is under ``low_water``; return the
-        files to remove after the commit and how many rows went. Reads one meta row when
+        files to remove after the commit and how many rows went. Reads one row when
         nothing needs evicting."""
-        (size,) = conn.execute("SELECT value FROM meta WHERE name = 'size'").fetchone()
+        (size,) = conn.execute("SELECT size FROM totals").fetchone()
         if size <= self.max_bytes:
             return [], 0
         doomed: list[str] = []
@@ -454,16 +451,14 @@ class DiskStore(BaseStore):
         now = self._clock()
 
         def claim(conn: sqlite3.Connection) -> bool:
-            (last,) = conn.execute("SELECT value FROM meta WHERE name = 'last_sweep'").fetchone()
+            (last,) = conn.execute("SELECT last_sweep FROM totals").fetchone()
             if now - last <= _SWEEP_EVERY:
                 return False  # the common case: decided without taking the write lock
             with transaction(conn):
-                (last,) = conn.execute(
-                    "SELECT value FROM meta WHERE name = 'last_sweep'"
-                ).fetchone()
+                (last,) = conn.execute("SELECT last_sweep FROM totals").fetchone()
                 if now - last <= _SWEEP_EVERY:
                     return False
-                conn.execute("UPDATE meta SET value = ? WHERE name = 'last_sweep'", (now,))
+                conn.execute("UPDATE totals SET last_sweep = ?", (now,))
             return True
 
         if self._run("sweep", None, claim, False):

@@ -3,7 +3,8 @@
 The index holds one row per entry: small values inline (framed), large ones as the name of a
 payload file. It runs in WAL mode, so readers never block each other or wait on a writer, and a
 writer waits on another writer for at most ``busy_timeout``. Triggers keep the entry count and
-total size in ``meta``, so the size check before eviction is one row read, not a scan.
+total size in the one row of ``totals`` (one UPDATE per write), so the size check before
+eviction is one row read, not a scan.
 
 The file name carries the schema version: a future layout gets a new file beside this one, and
 two compilecache versions sharing a directory do not fight over one index.
@@ -44,18 +45,21 @@ _SCHEMA = (
         accessed REAL NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS entries_by_access ON entries (accessed)",
-    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value NOT NULL)",
-    "INSERT OR IGNORE INTO meta VALUES ('count', 0), ('size', 0), ('last_sweep', 0)",
+    """CREATE TABLE IF NOT EXISTS totals (
+        id INTEGER PRIMARY KEY CHECK (id = 0),
+        count INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        last_sweep REAL NOT NULL
+    )""",
+    "INSERT OR IGNORE INTO totals VALUES (0, 0, 0, 0)",
     """CREATE TRIGGER IF NOT EXISTS entries_insert AFTER INSERT ON entries BEGIN
-        UPDATE meta SET value = value + 1 WHERE name = 'count';
-        UPDATE meta SET value = value + new.size WHERE name = 'size';
+        UPDATE totals SET count = count + 1, size = size + new.size WHERE id = 0;
     END""",
     """CREATE TRIGGER IF NOT EXISTS entries_delete AFTER DELETE ON entries BEGIN
-        UPDATE meta SET value = value - 1 WHERE name = 'count';
-        UPDATE meta SET value = value - old.size WHERE name = 'size';
+        UPDATE totals SET count = count - 1, size = size - old.size WHERE id = 0;
     END""",
     """CREATE TRIGGER IF NOT EXISTS entries_update AFTER UPDATE OF size ON entries BEGIN
-        UPDATE meta SET value = value + new.size - old.size WHERE name = 'size';
+        UPDATE totals SET size = size + new.size - old.size WHERE id = 0;
     END""",
 )
 _SCHEMA_OBJECTS = 6  # two tables, one index, three triggers
@@ -90,7 +94,7 @@ class Index:
         self._open: list[sqlite3.Connection] = []  # this process's connections
         self._inherited: list[sqlite3.Connection] = []  # a parent's: never used, never closed
         self._pid = os.getpid()
-        self._generation = 0
+        self._token = object()
         self._unusable: str | None = None
         self._busy_at_fork = False
         _LIVE.add(self)
@@ -98,9 +102,11 @@ class Index:
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection, opened on first use in this process (and after a fork)."""
+        # The token changes on close, before a fork and in a forked child, so one identity test
+        # replaces a getpid() system call on every read.
         local = self._local
-        conn: sqlite3.Connection | None = getattr(local, "conn", None)
-        if conn is not None and local.key == (os.getpid(), self._generation):
+        if getattr(local, "token", None) is self._token:
+            conn: sqlite3.Connection = local.conn
             return conn
         return self._reconnect()
 
@@ -112,7 +118,7 @@ class Index:
                 raise sqlite3.OperationalError(self._unusable)
             conn = self._connect()
             self._open.append(conn)
-            self._local.conn, self._local.key = conn, (os.getpid(), self._generation)
+            self._local.conn, self._local.token = conn, self._token
         return conn
 
     def _connect(self) -> sqlite3.Connection:
@@ -146,7 +152,7 @@ class Index:
                     with contextlib.suppress(sqlite3.Error):
                         conn.close()
             self._open = keep
-            self._generation += 1  # every thread reopens on next use
+            self._token = object()  # every thread reopens on next use
             self._busy_at_fork = bool(keep)
 
     def _adopt_fork(self) -> None:
@@ -154,7 +160,7 @@ class Index:
         self._inherited.extend(self._open)
         self._open = []
         self._pid = os.getpid()
-        self._generation += 1
+        self._token = object()
         if self._busy_at_fork:
             self._unusable = (
                 f"disk store index {self.path} was in a write transaction when this process "
@@ -194,7 +200,7 @@ class Index:
             logger.warning("disk store index %s runs in %s mode, not WAL", self.path, mode)
         (present,) = conn.execute(
             "SELECT count(*) FROM sqlite_master WHERE name IN "
-            "('entries', 'meta', 'entries_by_access', 'entries_insert', 'entries_delete', "
+            "('entries', 'totals', 'entries_by_access', 'entries_insert', 'entries_delete', "
             "'entries_update')"
         ).fetchone()
         if present == _SCHEMA_OBJECTS:
@@ -208,7 +214,7 @@ class Index:
         with self._lock:
             conns = self._open if self._pid == os.getpid() else []
             self._open = []
-            self._generation += 1
+            self._token = object()
         for conn in conns:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
@@ -222,4 +228,9 @@ def _before_fork() -> None:
         index.before_fork()
 
 
-os.register_at_fork(before=_before_fork)
+def _after_fork_in_child() -> None:
+    for index in list(_LIVE):
+        index._token = object()  # the child's threads must not reuse the parent's connections
+
+
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
