@@ -152,7 +152,16 @@ class DiskStore(BaseStore):
                 row = self._index.connection().execute(_SELECT_ENTRY, (key,)).fetchone()
             except sqlite3.ProgrammingError:  # closed under us by a fork in another thread
                 row = self._index.connection().execute(_SELECT_ENTRY, (key,)).fetchone()
-            payload = None if row is None else self._payload(key, row)
+            if row is None:
+                payload = None
+            elif row[1] is not None:  # inline: decode here, the common small-value hit
+                try:
+                    payload = _frame.decode(row[1], self._tag)
+                except CorruptEntryError as error:
+                    self._discard_bad_entry(key, row, error)
+                    payload = None
+            else:
+                payload = self._payload(key, row)
         except sqlite3.Error as error:
             self._counters.miss()
             self._backend_failed("get", key, error)

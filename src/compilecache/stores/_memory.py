@@ -44,7 +44,6 @@ class MemoryStore(BaseStore):
         self._max_entries = max_entries
         self._max_bytes = max_bytes
         self._bounded = max_entries is not None or max_bytes is not None
-        self._hit_sizes: list[int] = []
         if not getattr(sys, "_is_gil_enabled", lambda: True)():
             self.get = self._get_locked  # type: ignore[method-assign]
         self._data: OrderedDict[str, bytes] = OrderedDict()
@@ -81,9 +80,8 @@ class MemoryStore(BaseStore):
         return store
 
     def get(self, key: str) -> bytes | None:
-        # The hit path takes no lock: with the GIL, OrderedDict.get, move_to_end and
-        # list.append are each atomic, and the hit is recorded by appending its size to a list
-        # that _fold_hits sums later (summing and deleting a prefix loses no concurrent append).
+        # The hit path takes no lock: with the GIL, OrderedDict.get and move_to_end are each
+        # atomic, and Counters.hit records without a lock.
         # Only valid keys are ever stored, so a found key needs no validation: check_key runs
         # on the miss path alone. Free-threaded builds take the lock (see __init__).
         if type(key) is not str:  # unhashable keys and str subclasses: the clear error
@@ -95,10 +93,7 @@ class MemoryStore(BaseStore):
                     self._data.move_to_end(key)
                 except KeyError:  # evicted by another thread since the lookup: still a hit
                     pass
-            sizes = self._hit_sizes
-            sizes.append(len(value))
-            if len(sizes) > 4096:
-                self._fold_hits()
+            self._counters.hit(len(value))
             return value
         check_key(key)
         with self._lock:
@@ -111,21 +106,11 @@ class MemoryStore(BaseStore):
             if value is not None:
                 if self._bounded:
                     self._data.move_to_end(key)
-                self._counters.hits += 1
-                self._counters.bytes_read += len(value)
+                self._counters.hit(len(value))
                 return value
             self._counters.misses += 1
         check_key(key)
         return None
-
-    def _fold_hits(self) -> None:
-        with self._lock:
-            sizes = self._hit_sizes
-            count = len(sizes)
-            total = sum(sizes[:count])
-            del sizes[:count]
-            self._counters.hits += count
-            self._counters.bytes_read += total
 
     def __contains__(self, key: object) -> bool:
         return check_key(key) in self._data
@@ -187,7 +172,6 @@ class MemoryStore(BaseStore):
             self._size = 0
 
     def stats(self) -> StoreStats:
-        self._fold_hits()
         with self._lock:
             entries, size = len(self._data), self._size
             # Counters are only touched under self._lock here, so the snapshot is consistent.

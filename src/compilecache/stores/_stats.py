@@ -44,6 +44,7 @@ class Counters:
     """
 
     __slots__ = (
+        "_hit_sizes",
         "_lock",
         "bytes_read",
         "bytes_written",
@@ -59,14 +60,29 @@ class Counters:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._hit_sizes: list[int] = []
         self.hits = self.misses = self.errors = self.rejected = self.corrupt = 0
         self.writes = self.write_skips = self.evictions = 0
         self.bytes_read = self.bytes_written = 0
 
     def hit(self, nbytes: int) -> None:
+        # Hits are the hot path: appending to a list is atomic (with or without the GIL) and
+        # needs no lock; fold() sums a prefix and deletes exactly that prefix, so no concurrent
+        # append is lost.
+        sizes = self._hit_sizes
+        sizes.append(nbytes)
+        if len(sizes) > 4096:
+            self.fold()
+
+    def fold(self) -> None:
+        """Move recorded hits into the totals."""
         with self._lock:
-            self.hits += 1
-            self.bytes_read += nbytes
+            sizes = self._hit_sizes
+            count = len(sizes)
+            total = sum(sizes[:count])
+            del sizes[:count]
+            self.hits += count
+            self.bytes_read += total
 
     def miss(self) -> None:
         with self._lock:
@@ -89,6 +105,7 @@ class Counters:
         size: int | None = None,
         tiers: tuple[StoreStats, ...] = (),
     ) -> StoreStats:
+        self.fold()
         with self._lock:
             return StoreStats(
                 name=name,
