@@ -41,32 +41,28 @@ def time_calls(calls: Callable[[], None], count: int) -> float:
     return (time.perf_counter() - started) / count * 1e6
 
 
-def measure(
-    insert: Op, get: Get, size: int, *, count: int, rounds: int, tag: str
-) -> dict[str, float]:
-    """Median over ``rounds`` of the mean microseconds per insert, hit and miss."""
-    value = os.urandom(size)
-    results: dict[str, list[float]] = {"insert": [], "hit": [], "miss": []}
-    for r in range(rounds):
-        keys = [f"{tag}-{size}-{r}-{i}" for i in range(count)]
-        absent = [f"absent-{tag}-{size}-{r}-{i}" for i in range(count)]
+def measure_round(insert: Op, get: Get, value: bytes, *, count: int, tag: str) -> dict[str, float]:
+    """Mean microseconds per insert (new keys), hit (those keys) and miss, in one round."""
+    keys = [f"{tag}-{i}" for i in range(count)]
+    absent = [f"absent-{tag}-{i}" for i in range(count)]
 
-        def do_insert(keys: list[str] = keys) -> None:
-            for key in keys:
-                insert(key, value)
+    def do_insert() -> None:
+        for key in keys:
+            insert(key, value)
 
-        def do_hit(keys: list[str] = keys) -> None:
-            for key in keys:
-                get(key)
+    def do_hit() -> None:
+        for key in keys:
+            get(key)
 
-        def do_miss(absent: list[str] = absent) -> None:
-            for key in absent:
-                get(key)
+    def do_miss() -> None:
+        for key in absent:
+            get(key)
 
-        results["insert"].append(time_calls(do_insert, count))
-        results["hit"].append(time_calls(do_hit, count))
-        results["miss"].append(time_calls(do_miss, count))
-    return {op: statistics.median(times) for op, times in results.items()}
+    return {
+        "insert": time_calls(do_insert, count),
+        "hit": time_calls(do_hit, count),
+        "miss": time_calls(do_miss, count),
+    }
 
 
 def check_round_trip(name: str, insert: Op, get: Get) -> None:
@@ -134,18 +130,32 @@ def run_group(
     counts: dict[int, int],
     rounds: int,
 ) -> dict[str, Any]:
+    """Median per operation over ``rounds``; within a round the contenders take turns, so a
+    burst of noise on this shared machine lands on all of them rather than on one."""
     report: dict[str, Any] = {}
+    samples: dict[str, dict[int, dict[str, list[float]]]] = {}
     for name, contender in contenders.items():
         if isinstance(contender, str):
             report[name] = {"skipped": contender}
-            continue
-        check_round_trip(name, *contender)
+        else:
+            check_round_trip(name, *contender)
+            samples[name] = {size: {"insert": [], "hit": [], "miss": []} for size in sizes}
+    for size in sizes:
+        value = os.urandom(size)
+        for r in range(rounds):
+            for name, per_size in samples.items():
+                insert, get = contenders[name]  # type: ignore[misc]
+                tag = f"{name.replace(' ', '_')}-{size}-{r}"
+                for op, figure in measure_round(
+                    insert, get, value, count=counts[size], tag=tag
+                ).items():
+                    per_size[size][op].append(figure)
+    for name, per_size in samples.items():
         report[name] = {
-            str(size): measure(
-                *contender, size, count=counts[size], rounds=rounds, tag=name.replace(" ", "_")
-            )
-            for size in sizes
+            str(size): {op: statistics.median(times) for op, times in ops.items()}
+            for size, ops in per_size.items()
         }
+    report = {name: report[name] for name in contenders}  # keep the contenders' order
     print_table(title, report, sizes)
     return report
 

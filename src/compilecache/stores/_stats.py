@@ -44,13 +44,13 @@ class Counters:
     """
 
     __slots__ = (
-        "_hit_sizes",
         "_lock",
         "bytes_read",
         "bytes_written",
         "corrupt",
         "errors",
         "evictions",
+        "hit_sizes",
         "hits",
         "misses",
         "rejected",
@@ -60,16 +60,20 @@ class Counters:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._hit_sizes: list[int] = []
+        self.hit_sizes: list[int] = []
         self.hits = self.misses = self.errors = self.rejected = self.corrupt = 0
         self.writes = self.write_skips = self.evictions = 0
         self.bytes_read = self.bytes_written = 0
+
+    #: sizes of hits not yet folded into ``hits``/``bytes_read``; stores may append to it
+    #: directly (the list object never changes)
+    hit_sizes: list[int]
 
     def hit(self, nbytes: int) -> None:
         # Hits are the hot path: appending to a list is atomic (with or without the GIL) and
         # needs no lock; fold() sums a prefix and deletes exactly that prefix, so no concurrent
         # append is lost.
-        sizes = self._hit_sizes
+        sizes = self.hit_sizes
         sizes.append(nbytes)
         if len(sizes) > 4096:
             self.fold()
@@ -77,7 +81,7 @@ class Counters:
     def fold(self) -> None:
         """Move recorded hits into the totals."""
         with self._lock:
-            sizes = self._hit_sizes
+            sizes = self.hit_sizes
             count = len(sizes)
             total = sum(sizes[:count])
             del sizes[:count]
