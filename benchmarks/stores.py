@@ -176,7 +176,7 @@ def print_table(title: str, report: dict[str, Any], sizes: list[int]) -> None:
             figures = row[str(size)]
             cells = []
             for op in ("insert", "hit", "miss"):
-                cell = f"{figures[op]:10.1f}"
+                cell = f"{figures[op]:10.2f}" if figures[op] < 10 else f"{figures[op]:10.1f}"
                 if name != ours and "skipped" not in report[ours]:
                     cell += f" ({figures[op] / report[ours][str(size)][op]:5.2f}x)"
                 cells.append(cell)
@@ -262,7 +262,10 @@ def print_targets(report: dict[str, Any]) -> dict[str, bool]:
     def compare(label: str, ours: float, theirs: float, factor: float) -> None:
         ok = ours <= theirs * factor
         verdicts[label] = ok
-        print(f"  {'met   ' if ok else 'MISSED'} {label}: {ours:.1f} us vs {theirs:.1f} us")
+        print(
+            f"  {'met   ' if ok else 'MISSED'} {label}: {ours:.2f} us vs {theirs:.2f} us "
+            f"({theirs / ours:.2f}x)"
+        )
 
     print("\nTargets")
     disk = report["disk"]
