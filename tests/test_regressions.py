@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -18,22 +17,9 @@ from compilecache.stores import (
     TieredStore,
     _disk,
 )
+from tierfakes import RemoteMemory, SlowRemote
 
 SECRET = b"s" * 32
-
-
-class RemoteMemory(MemoryStore):
-    remote = True
-
-
-class SlowRemote(RemoteMemory):
-    def __init__(self, delay: float) -> None:
-        super().__init__()
-        self.delay = delay
-
-    def put(self, key: str, value: bytes) -> None:
-        time.sleep(self.delay)
-        super().put(key, value)
 
 
 # -- DiskStore -------------------------------------------------------------------------------

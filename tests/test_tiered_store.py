@@ -10,22 +10,7 @@ import pytest
 
 from compilecache import BackendError, ConfigError
 from compilecache.stores import DiskStore, MemoryStore, ReadOnly, TieredStore, WritePolicy
-
-
-class RemoteMemory(MemoryStore):
-    """A memory store that write policies treat as remote."""
-
-    remote = True
-
-
-class SlowRemote(RemoteMemory):
-    def __init__(self, delay: float) -> None:
-        super().__init__()
-        self.delay = delay
-
-    def put(self, key: str, value: bytes) -> None:
-        time.sleep(self.delay)
-        super().put(key, value)
+from tierfakes import RemoteMemory, SlowRemote
 
 
 class BrokenStrictTier(MemoryStore):

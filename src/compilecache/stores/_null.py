@@ -2,38 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-from ._base import BaseStore, check_value
-from ._keys import check_key
-from ._stats import StoreStats
+from ._memory import MemoryStore
+from ._readonly import ReadOnly
 
 
-class NullStore(BaseStore):
-    """Every read misses, every write is skipped (``COMPILECACHE_DISABLE=1``)."""
+class NullStore(ReadOnly):
+    """Every read misses, every write is skipped (``COMPILECACHE_DISABLE=1``): a read-only view
+    of a store that stays empty."""
 
-    name = "disabled"
-
-    def get(self, key: str) -> bytes | None:
-        check_key(key)
-        self._counters.miss()
-        return None
-
-    def insert(self, key: str, value: bytes) -> bool:
-        check_key(key)
-        check_value(value)
-        self._counters.add("write_skips")
-        return False
-
-    def put(self, key: str, value: bytes) -> None:
-        self.insert(key, value)
-
-    def delete(self, key: str) -> bool:
-        check_key(key)
-        return False
-
-    def keys(self) -> Iterator[str]:
-        return iter(())
-
-    def stats(self) -> StoreStats:
-        return self._counters.snapshot(self.name, entries=0, size=0)
+    def __init__(self) -> None:
+        super().__init__(MemoryStore(), name="disabled")
