@@ -1,0 +1,117 @@
+"""Guards as data: what must hold of a call for a compiled specialization to be valid.
+
+A guard names a place in the call (a :data:`Path` of steps from an argument, a closure cell or
+a global) and a check on the value found there. Guards are declarative, so that they can be
+compiled into one Python function (:mod:`._guard_codegen`), explained in plain words on a miss,
+and (in the artifact layer) written down and read back without evaluating anything as code.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+# A path step: ("arg", name) | ("cell", index, name) | ("global", name) | ("item", index)
+# | ("key", key) | ("attr", name)
+Step = tuple[Any, ...]
+Path = tuple[Step, ...]
+
+
+class GuardKind(enum.Enum):
+    """What a guard checks of the value at its path."""
+
+    TYPE = "type"  # type(v) is expected
+    IDENTITY = "identity"  # v is expected
+    EQUALS = "equals"  # v == expected (after a TYPE guard)
+    NAN = "nan"  # v != v (a float NaN, which equals nothing)
+    LENGTH = "length"  # len(v) == expected
+    KEYS = "keys"  # tuple(v) == expected (dict keys, in order)
+    KEYSET = "keyset"  # v.keys() == expected (keyword arguments, any order)
+    FLAT = "flat"  # v == expected[0] and tuple(map(type, v)) == expected[1]
+    ABSENT = "absent"  # a global name is not defined (so the builtin is what is called)
+    DTYPE = "dtype"  # v.dtype == expected
+    DEVICE = "device"  # v.device == expected
+    REQUIRES_GRAD = "requires_grad"  # v.requires_grad is expected
+    SHAPE = "shape"  # tuple(v.shape) matches expected, None matching any size
+    STRIDES = "strides"  # v.stride() / v.strides matches expected, None matching any
+
+
+@dataclass(frozen=True)
+class Guard:
+    """One check: ``kind`` of the value at ``path`` against ``expected``.
+
+    ``depth`` orders guards so that a container's type and length are checked before its
+    elements; ``cost`` orders guards of one depth cheapest first.
+    """
+
+    path: Path
+    kind: GuardKind
+    expected: Any
+    depth: int
+    cost: int
+
+    def describe(self) -> str:
+        """The guard in words, e.g. ``x.shape == (8, None)`` (None: any size)."""
+        where = path_text(self.path)
+        if self.kind is GuardKind.TYPE:
+            return f"type({where}) is {type_name(self.expected)}"
+        if self.kind is GuardKind.IDENTITY:
+            return f"{where} is {short_repr(self.expected)}"
+        if self.kind is GuardKind.NAN:
+            return f"{where} is nan"
+        if self.kind is GuardKind.ABSENT:
+            return f"{where} is not defined"
+        if self.kind is GuardKind.LENGTH:
+            return f"len({where}) == {self.expected}"
+        if self.kind is GuardKind.FLAT:
+            return f"{where} == {short_repr(self.expected[0])}"
+        attribute = _ATTRIBUTE.get(self.kind)
+        target = f"{where}.{attribute}" if attribute else where
+        return f"{target} == {short_repr(self.expected)}"
+
+
+_ATTRIBUTE = {
+    GuardKind.DTYPE: "dtype",
+    GuardKind.DEVICE: "device",
+    GuardKind.REQUIRES_GRAD: "requires_grad",
+    GuardKind.SHAPE: "shape",
+    GuardKind.STRIDES: "strides",
+    GuardKind.KEYS: "keys()",
+    GuardKind.KEYSET: "keys()",
+}
+
+
+def path_text(path: Path) -> str:
+    """A path as a person reads it: ``x[0]['k'].field``, ``global scale``, ``closure n``."""
+    if not path:
+        return "<call>"
+    head = path[0]
+    if head[0] == "arg":
+        text = str(head[1])
+    elif head[0] == "cell":
+        text = f"closure {head[2]}"
+    else:
+        text = f"global {head[1]}"
+    for step in path[1:]:
+        if step[0] == "item":
+            text += f"[{step[1]}]"
+        elif step[0] == "key":
+            text += f"[{short_repr(step[1])}]"
+        else:
+            text += f".{step[1]}"
+    return text
+
+
+def type_name(kind: Any) -> str:
+    module = getattr(kind, "__module__", "")
+    name = getattr(kind, "__qualname__", repr(kind))
+    return name if module in ("builtins", "") else f"{module}.{name}"
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # a broken __repr__ must not break an explanation
+        text = f"<{type_name(type(value))} object>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
