@@ -154,7 +154,7 @@ class GuardBuilder:
     def _sequence(self, path: Path, value: Any) -> None:
         self._add(path, K.TYPE, type(value), 1)
         self._add(path, K.LENGTH, len(value), 2)
-        if value and all(type(item) in _SCALARS and item == item for item in value):
+        if value and all(type(item) in _SCALARS and not _is_nan(item) for item in value):
             # Flat sequences of constants: one comparison instead of two guards per element.
             # (Not with a NaN in them: NaN equals nothing, so the comparison would never hold.)
             # Their ints are static (only ints standing alone become dynamic automatically).
@@ -186,6 +186,10 @@ class GuardBuilder:
             expected = tuple(None if i in strides else s for i, s in enumerate(meta.strides))
             self._add(path, K.STRIDES, (family, expected), cost)
         self.leaves.append(LeafSpec(path, "array", type(value), None, meta, dims))
+
+
+def _is_nan(value: Any) -> bool:
+    return type(value) is float and math.isnan(value)
 
 
 def _is_constant(value: Any) -> bool:
