@@ -189,7 +189,8 @@ class GuardBuilder:
 
 
 def _is_nan(value: Any) -> bool:
-    return type(value) is float and math.isnan(value)
+    """True for float and complex NaNs: the values that do not equal themselves."""
+    return bool(value != value)  # noqa: PLR0124
 
 
 def _is_constant(value: Any) -> bool:
