@@ -94,8 +94,14 @@ class Dispatcher:
         self.global_names = global_names(fn.__code__)
 
     # -- the slow path -------------------------------------------------------------------
-    def call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """A call that the hot path did not serve: a miss, or a strategy is active."""
+    def call(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        checked: tuple[CacheEntry, ...] | None = None,
+    ) -> Any:
+        """A call that the hot path did not serve: a miss, or a strategy is active.
+        ``checked`` is the lookup tuple the hot path already tried (not tried again)."""
         context = ACTIVE.get()
         own = self.state.strategy
         current = Action.DEFAULT
@@ -112,17 +118,25 @@ class Dispatcher:
             if wanted != context:
                 token = ACTIVE.set(wanted)
         try:
-            return self._run(current, args, kwargs)
+            return self._run(current, args, kwargs, checked)
         finally:
             if token is not None:
                 ACTIVE.reset(token)
 
-    def _run(self, current: Action, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _run(
+        self,
+        current: Action,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        checked: tuple[CacheEntry, ...] | None,
+    ) -> Any:
         if current is Action.SKIP:
             return self.fn(*args, **kwargs)
-        entry = self.find(args, kwargs)
-        if entry is not None:
-            return entry.compiled(*args, **kwargs)
+        seen = self.view.lookup
+        if seen is not checked:
+            entry = self.find(args, kwargs)
+            if entry is not None:
+                return entry.compiled(*args, **kwargs)
         self.state.counters.misses += 1
         if current is Action.RUN_ONLY:
             self.state.counters.eager_runs += 1
@@ -132,7 +146,7 @@ class Dispatcher:
         except TypeError:
             # The call does not fit the signature: the function raises its own TypeError.
             return self.fn(*args, **kwargs)
-        entry = self._compile_or_load(args, kwargs, inputs)
+        entry = self._compile_or_load(args, kwargs, inputs, seen)
         if entry is None:  # the recompile limit was reached: plain Python from now on
             self.state.counters.eager_runs += 1
             return self.fn(*args, **kwargs)
@@ -148,7 +162,7 @@ class Dispatcher:
                 if self.reorder and not entry.precompiled:
                     self.state.promote(entry)
                 return entry.compiled(*args, **kwargs)
-        return self.call(args, kwargs)
+        return self.call(args, kwargs, checked=lookup)
 
     def find(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> CacheEntry | None:
         """The first entry (precompiled first, then most recently used) whose guard passes."""
@@ -194,7 +208,11 @@ class Dispatcher:
         return reasons
 
     def _compile_or_load(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any], inputs: Inputs
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        inputs: Inputs,
+        seen: tuple[CacheEntry, ...],
     ) -> CacheEntry | None:
         state = self.state
         if not state.compile_lock.acquire(timeout=COMPILE_LOCK_TIMEOUT):
@@ -203,24 +221,29 @@ class Dispatcher:
                 f"{self.fn.__qualname__}; it may be stuck in its backend"
             )
         try:
-            # Another thread may have compiled this very specialization while we waited.
-            entry = self.find(args, kwargs)
-            if entry is not None:
-                return entry
+            # Another thread may have compiled this very specialization while we waited (the
+            # entries changed since this call looked at them).
+            if self.view.lookup is not seen:
+                entry = self.find(args, kwargs)
+                if entry is not None:
+                    return entry
             if state.limit_reasons is not None:
                 return None
             if self.view.entries:
-                reasons = self.explain(args, kwargs)
                 state.counters.recompiles += 1
-                recompiles_log.info(
-                    "recompiling %s (entries: %d): %s",
-                    self.fn.__qualname__,
-                    len(self.view.entries),
-                    "; ".join(reasons),
-                )
-                if len(self.view.entries) >= self.recompile_limit:
-                    self._limit_reached(reasons)
-                    return None
+                at_limit = len(self.view.entries) >= self.recompile_limit
+                # Explaining walks every guard in Python: only when someone will read it.
+                if at_limit or recompiles_log.isEnabledFor(logging.INFO):
+                    reasons = self.explain(args, kwargs)
+                    recompiles_log.info(
+                        "recompiling %s (entries: %d): %s",
+                        self.fn.__qualname__,
+                        len(self.view.entries),
+                        "; ".join(reasons),
+                    )
+                    if at_limit:
+                        self._limit_reached(reasons)
+                        return None
             return self._make_entry(args, kwargs, inputs)
         finally:
             state.compile_lock.release()

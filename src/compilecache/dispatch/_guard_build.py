@@ -6,6 +6,7 @@ import dataclasses
 import dis
 import enum
 import math
+import operator
 import types
 from collections.abc import Mapping
 from typing import Any
@@ -26,6 +27,7 @@ _BY_IDENTITY = (
     type,
 )
 _MAX_DEPTH = 8
+_DEPTH_THEN_COST = operator.itemgetter(3, 4)  # Guard.depth, Guard.cost
 
 K = GuardKind
 
@@ -57,7 +59,7 @@ class GuardBuilder:
         self._mode = mode
 
     def result(self) -> tuple[list[Guard], Specialization]:
-        ordered = sorted(self.guards, key=lambda guard: (guard.depth, guard.cost))
+        ordered = sorted(self.guards, key=_DEPTH_THEN_COST)
         return ordered, Specialization(tuple(self.leaves))
 
     def _add(self, path: Path, kind: GuardKind, expected: Any, cost: int) -> None:
@@ -174,18 +176,24 @@ class GuardBuilder:
         dims, strides = self._shapes.array_dims(
             path, meta, mode=self._mode, marked_dynamic=dynamic, marked_static=static
         )
-        self._add(path, K.TYPE, type(value), 1)
-        shape = tuple(None if i in dims else size for i, size in enumerate(meta.shape))
-        cost = 5
-        self._add(path, K.DTYPE, meta.dtype, cost)
+        depth = len(path)
+        add = self.guards.append
+        add(Guard(path, K.TYPE, type(value), depth, 1))
+        shape = _free(meta.shape, dims) if dims else meta.shape
+        add(Guard(path, K.DTYPE, meta.dtype, depth, 5))
         if family == TORCH:
-            self._add(path, K.DEVICE, meta.device, cost)
-            self._add(path, K.REQUIRES_GRAD, meta.requires_grad, cost)
-        self._add(path, K.SHAPE, shape, cost)
+            add(Guard(path, K.DEVICE, meta.device, depth, 5))
+            add(Guard(path, K.REQUIRES_GRAD, meta.requires_grad, depth, 5))
+        add(Guard(path, K.SHAPE, shape, depth, 5))
         if meta.strides is not None:
-            expected = tuple(None if i in strides else s for i, s in enumerate(meta.strides))
-            self._add(path, K.STRIDES, (family, expected), cost)
+            expected = _free(meta.strides, strides) if strides else meta.strides
+            add(Guard(path, K.STRIDES, (family, expected), depth, 5))
         self.leaves.append(LeafSpec(path, "array", type(value), None, meta, dims))
+
+
+def _free(sizes: tuple[int, ...], positions: frozenset[int]) -> tuple[int | None, ...]:
+    """``sizes`` with the entries at ``positions`` replaced by None (any size)."""
+    return tuple(None if i in positions else size for i, size in enumerate(sizes))
 
 
 def _is_nan(value: Any) -> bool:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._arrays import ArrayMeta
 from ._guards import Path, path_text, short_repr, type_name
 
 
-@dataclass(frozen=True)
-class LeafSpec:
+class LeafSpec(NamedTuple):
     """One input leaf: a constant (``value``), an object matched by identity, a dynamic int, or
     an array (``array``) whose ``dynamic_dims`` may take any size."""
 
