@@ -1,7 +1,8 @@
 """compilecache: make compiled code reusable, inside a process, across processes and machines.
 
-``import compilecache`` is cheap: it imports neither torch nor redis. The storage layer lives in
-:mod:`compilecache.stores`.
+``import compilecache`` is cheap: it imports neither torch, numpy nor redis. The storage layer
+lives in :mod:`compilecache.stores`; guarded dispatch in :mod:`compilecache.dispatch`, whose
+main names are re-exported here (``compilecache.jit``, ``compilecache.reset``, ...).
 """
 
 from __future__ import annotations
@@ -17,10 +18,27 @@ from ._errors import InvalidKeyError as InvalidKeyError
 from ._errors import LockTimeoutError as LockTimeoutError
 from ._errors import RejectedEntryError as RejectedEntryError
 from ._errors import SeedFormatError as SeedFormatError
+from .dispatch import Action as Action
+from .dispatch import BackendCompileError as BackendCompileError
+from .dispatch import RecompileLimitExceeded as RecompileLimitExceeded
+from .dispatch import cache_entries as cache_entries
+from .dispatch import disable as disable
+from .dispatch import dispatch_stats as dispatch_stats
+from .dispatch import explain_miss as explain_miss
+from .dispatch import install_compiler_interface as install_compiler_interface
+from .dispatch import jit as jit
+from .dispatch import mark_dynamic as mark_dynamic
+from .dispatch import mark_static as mark_static
+from .dispatch import register_backend as register_backend
+from .dispatch import reset as reset
+from .dispatch import run_only as run_only
+from .dispatch import skip as skip
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Action",
+    "BackendCompileError",
     "BackendError",
     "CacheError",
     "CacheTypeError",
@@ -30,7 +48,20 @@ __all__ = [
     "CorruptEntryError",
     "InvalidKeyError",
     "LockTimeoutError",
+    "RecompileLimitExceeded",
     "RejectedEntryError",
     "SeedFormatError",
     "__version__",
+    "cache_entries",
+    "disable",
+    "dispatch_stats",
+    "explain_miss",
+    "install_compiler_interface",
+    "jit",
+    "mark_dynamic",
+    "mark_static",
+    "register_backend",
+    "reset",
+    "run_only",
+    "skip",
 ]

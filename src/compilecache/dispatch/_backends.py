@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
 from .._errors import CacheUsageError
@@ -93,6 +92,9 @@ def lookup_backend(backend: str | Backend) -> Backend:
         found = _registry.get(backend)
     if found is not None:
         return found
+    # Imported here: importlib.metadata costs a third of `import compilecache` otherwise.
+    from importlib.metadata import entry_points
+
     for point in entry_points(group=ENTRY_POINT_GROUP):
         if point.name == backend:
             loaded = point.load()
