@@ -14,7 +14,7 @@ from ._backends import Backend, backend_name, innermost
 from ._compiler_interface import compiler_interface, installed_compiler_interface
 from ._entries import CacheEntry
 from ._guard_build import GuardBuilder, global_names
-from ._guard_codegen import compile_guards
+from ._guard_codegen import compile_binder, compile_guards
 from ._guard_eval import Inputs, first_failure
 from ._guards import Guard, Path
 from ._hooks import CompileRequest, DispatchHooks, LoadedEntry
@@ -90,6 +90,7 @@ class Dispatcher:
         self.hooks = hooks
         self.view = state.view(self.identity)
         self.signature = inspect.signature(fn)
+        self.bind = compile_binder(self.signature)
         self.cells = fn.__closure__
         self.global_names = global_names(fn.__code__)
 
@@ -194,9 +195,7 @@ class Dispatcher:
 
     # -- misses --------------------------------------------------------------------------
     def inputs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Inputs:
-        bound = self.signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        return Inputs(bound.arguments, self.cells, self.fn.__globals__)
+        return Inputs(self.bind(*args, **kwargs), self.cells, self.fn.__globals__)
 
     def explain(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[str]:
         """Why each entry rejects the call: ``"<compile id>: <first failing guard>"``."""

@@ -58,9 +58,13 @@ class ShapeObservations:
         dims = (dims | marked_dynamic) - marked_static
         strides = set(seen.dynamic_strides) if mode is None else set()
         if dims and meta.strides is not None:
-            # A stride is a product of the sizes after it (for contiguous layouts), so it can
-            # vary with any dynamic dimension to its right.
-            strides |= {i for i in range(ndim) if any(d > i for d in dims)}
+            # A stride is a product of the sizes of the dimensions laid out inside it in memory
+            # (those with smaller strides), so it can vary with any of them that is dynamic.
+            # Memory order, not index order: transposed and other views are laid out otherwise.
+            magnitude = [abs(s) for s in meta.strides]
+            strides |= {
+                i for i in range(ndim) if any(d != i and magnitude[d] <= magnitude[i] for d in dims)
+            }
         return frozenset(dims), frozenset(strides)
 
     def int_is_dynamic(self, path: Path, value: int, *, mode: bool | None) -> bool:

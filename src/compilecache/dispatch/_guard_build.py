@@ -17,7 +17,7 @@ from ._guards import Guard, GuardKind, Path, Step
 from ._spec import LeafSpec, Specialization
 
 # Values guarded by value (after an exact type check): they compare by value and are immutable.
-_SCALARS = (int, float, complex, str, bytes, bool, type(None), range)
+_SCALARS = (int, float, complex, str, bytes, bool, type(None))
 # Values guarded by identity: what they are matters, not what they compare equal to.
 _BY_IDENTITY = (
     types.ModuleType,
@@ -92,7 +92,9 @@ class GuardBuilder:
     # -- values --------------------------------------------------------------------------
     def constant_or_identity(self, path: Path, value: Any) -> None:
         """Globals and closure values: constants by value, anything else by identity."""
-        if _is_constant(value):
+        if type(value) is range:
+            self.value(path, value)
+        elif _is_constant(value):
             self._constant(path, value)
         else:
             self._add(path, K.IDENTITY, value, 0)
@@ -115,6 +117,12 @@ class GuardBuilder:
             self._constant(path, value)
             self.leaves.append(LeafSpec(path, "constant", kind, value))
             return
+        if kind is range:  # ranges compare as sequences: range(0, 3, 2) == range(0, 4, 2)
+            self._add(path, K.TYPE, range, 1)
+            for field_name in ("start", "stop", "step"):
+                self._constant((*path, ("attr", field_name)), getattr(value, field_name))
+            self.leaves.append(LeafSpec(path, "constant", range, value))
+            return
         family = array_family(value)
         if family is not None:
             self._array(path, value, family)
@@ -128,7 +136,8 @@ class GuardBuilder:
             return
         if kind is dict:
             self._add(path, K.TYPE, dict, 1)
-            self._add(path, K.KEYS, tuple(value), 2)
+            # With their types: True == 1 == 1.0 as keys, yet they are different inputs.
+            self._add(path, K.KEYS, (tuple(value), tuple(map(type, value))), 2)
             for key, item in value.items():
                 self.value((*path, ("key", key)), item)
             return
@@ -148,15 +157,18 @@ class GuardBuilder:
 
     def _constant(self, path: Path, value: Any) -> None:
         self._add(path, K.TYPE, type(value), 1)
-        if type(value) is float and math.isnan(value):
+        if _is_nan(value):
             self._add(path, K.NAN, value, 2)
-        else:
-            self._add(path, K.EQUALS, value, 2)
+            return
+        self._add(path, K.EQUALS, value, 2)
+        signs = zero_signs(value)
+        if signs is not None:  # -0.0 == 0.0, yet copysign, 1/x and repr tell them apart
+            self._add(path, K.SIGN, signs, 3)
 
     def _sequence(self, path: Path, value: Any) -> None:
         self._add(path, K.TYPE, type(value), 1)
         self._add(path, K.LENGTH, len(value), 2)
-        if value and all(type(item) in _SCALARS and not _is_nan(item) for item in value):
+        if value and all(_flat_item(item) for item in value):
             # Flat sequences of constants: one comparison instead of two guards per element.
             # (Not with a NaN in them: NaN equals nothing, so the comparison would never hold.)
             # Their ints are static (only ints standing alone become dynamic automatically).
@@ -185,15 +197,35 @@ class GuardBuilder:
             add(Guard(path, K.DEVICE, meta.device, depth, 5))
             add(Guard(path, K.REQUIRES_GRAD, meta.requires_grad, depth, 5))
         add(Guard(path, K.SHAPE, shape, depth, 5))
-        if meta.strides is not None:
+        if meta.strides is not None and 0 in meta.shape:
+            # An empty array's strides mean nothing (numpy gives several for one shape):
+            # not guarded, and the spec says they are free.
+            strides = frozenset(range(len(meta.shape)))
+        elif meta.strides is not None:
             expected = _free(meta.strides, strides) if strides else meta.strides
             add(Guard(path, K.STRIDES, (family, expected), depth, 5))
-        self.leaves.append(LeafSpec(path, "array", type(value), None, meta, dims))
+        self.leaves.append(LeafSpec(path, "array", type(value), None, meta, dims, strides))
 
 
 def _free(sizes: tuple[int, ...], positions: frozenset[int]) -> tuple[int | None, ...]:
     """``sizes`` with the entries at ``positions`` replaced by None (any size)."""
     return tuple(None if i in positions else size for i, size in enumerate(sizes))
+
+
+def zero_signs(value: Any) -> tuple[float, ...] | None:
+    """The signs (1.0 or -1.0) that tell a zero float, or a complex with a zero part, from its
+    negative; None for values whose == already says everything."""
+    if type(value) is float:
+        return (math.copysign(1.0, value),) if value == 0.0 else None
+    if type(value) is complex and (value.real == 0.0 or value.imag == 0.0):
+        return (math.copysign(1.0, value.real), math.copysign(1.0, value.imag))
+    return None
+
+
+def _flat_item(item: Any) -> bool:
+    """Whether ``item`` can be checked inside one == on its sequence: a constant that equals
+    only what it should (no NaN, no signed zero)."""
+    return type(item) in _SCALARS and not _is_nan(item) and zero_signs(item) is None
 
 
 def _is_nan(value: Any) -> bool:
@@ -203,7 +235,7 @@ def _is_nan(value: Any) -> bool:
 
 def _is_constant(value: Any) -> bool:
     kind = type(value)
-    if kind in _SCALARS:
+    if kind in _SCALARS or kind is range:
         return True
     if kind in (tuple, frozenset):
         return all(_is_constant(item) for item in value)

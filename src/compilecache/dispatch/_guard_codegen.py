@@ -19,6 +19,7 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
+from ._guard_build import zero_signs
 from ._guards import Guard, GuardKind, Path
 
 K = GuardKind
@@ -36,6 +37,12 @@ class GuardSource:
         self.clauses: list[str] = []
         self.cells = f"{self.prefix}cells"
         self.globals = f"{self.prefix}G"
+        # Builtins under our prefix: a parameter named `type` or `len` must not shadow them.
+        for builtin in (type, len, tuple, map, all, getattr):
+            self.namespace[self.builtin(builtin.__name__)] = builtin
+
+    def builtin(self, name: str) -> str:
+        return f"{self.prefix}b_{name}"
 
     def bind(self, value: Any) -> str:
         name = f"{self.prefix}{len(self.namespace)}"
@@ -58,7 +65,7 @@ class GuardSource:
             elif str(step[1]).isidentifier() and not keyword.iskeyword(step[1]):
                 text = f"{text}.{step[1]}"
             else:
-                text = f"getattr({text}, {self.bind(step[1])})"
+                text = f"{self.builtin('getattr')}({text}, {self.bind(step[1])})"
         return text
 
 
@@ -103,7 +110,10 @@ def compile_guards(
         keys = source.bind(tuple(key for key, _ in global_ids))
         objects = source.bind(tuple(obj for _, obj in global_ids))
         is_ = source.bind(operator.is_)
-        source.clauses.insert(0, f"all(map({is_}, map({source.globals}.get, {keys}), {objects}))")
+        all_, map_ = source.builtin("all"), source.builtin("map")
+        source.clauses.insert(
+            0, f"{all_}({map_}({is_}, {map_}({source.globals}.get, {keys}), {objects}))"
+        )
     if tensor_guard is not None:
         checker = source.bind(tensor_guard.check)
         arguments = ", ".join(source.accessor(path) for path in tensor_paths)
@@ -122,8 +132,9 @@ def compile_guards(
 def _clause(source: GuardSource, guard: Guard) -> str:
     value = source.accessor(guard.path)
     kind, expected = guard.kind, guard.expected
+    type_, len_, tuple_, map_ = (source.builtin(n) for n in ("type", "len", "tuple", "map"))
     if kind is K.TYPE:
-        return f"type({value}) is {source.bind(expected)}"
+        return f"{type_}({value}) is {source.bind(expected)}"
     if kind is K.IDENTITY:
         return f"{value} is {source.bind(expected)}"
     if kind is K.EQUALS:
@@ -131,14 +142,18 @@ def _clause(source: GuardSource, guard: Guard) -> str:
     if kind is K.NAN:
         return f"{value} != {value}"
     if kind is K.LENGTH:
-        return f"len({value}) == {int(expected)}"
+        return f"{len_}({value}) == {int(expected)}"
     if kind is K.KEYS:
-        return f"tuple({value}) == {source.bind(expected)}"
+        keys, types = source.bind(expected[0]), source.bind(expected[1])
+        return f"{tuple_}({value}) == {keys} and {tuple_}({map_}({type_}, {value})) == {types}"
+    if kind is K.SIGN:
+        signs = source.bind(zero_signs)
+        return f"{signs}({value}) == {source.bind(expected)}"
     if kind is K.KEYSET:
         return f"{value}.keys() == {source.bind(expected)}"
     if kind is K.FLAT:
         values, types = source.bind(expected[0]), source.bind(expected[1])
-        return f"{value} == {values} and tuple(map(type, {value})) == {types}"
+        return f"{value} == {values} and {tuple_}({map_}({type_}, {value})) == {types}"
     if kind is K.ABSENT:
         return f"{source.bind(expected)} not in {source.globals}"
     if kind is K.DTYPE:
@@ -159,7 +174,7 @@ def _clause(source: GuardSource, guard: Guard) -> str:
 def _dims_clause(actual: str, expected: tuple[int | None, ...], source: GuardSource) -> str:
     if None not in expected:
         return f"{actual} == {source.bind(tuple(expected))}"
-    parts = [f"len({actual}) == {len(expected)}"]
+    parts = [f"{source.builtin('len')}({actual}) == {len(expected)}"]
     parts += [
         f"{actual}[{i}] == {int(size)}" for i, size in enumerate(expected) if size is not None
     ]
@@ -220,3 +235,21 @@ def _tensor_guards(paths: list[Path], guards: list[Guard], examples: dict[Path, 
         dynamic_dims_sizes=[list(shapes[path]) for path in paths],
         dynamic_dims_strides=[list(strides[path]) for path in paths],
     )
+
+
+def compile_binder(signature: inspect.Signature) -> Callable[..., dict[str, Any]]:
+    """A function with ``signature`` that returns its bound arguments, defaults applied, as
+    ``{parameter name: value}`` (``*args`` as a tuple, ``**kwargs`` as a dict).
+
+    Python binds the call itself, so this agrees with the real function in every case,
+    including ``def f(a=None, /, **kw)`` called as ``f(a=1)``, which ``inspect.Signature.bind``
+    rejects on Python 3.11 and 3.12 (CPython gh-87106); and it is several times faster.
+    """
+    source = GuardSource(set(signature.parameters))
+    header = _parameters(signature, source, has_cells=False)
+    pairs = ", ".join(f"{name!r}: {name}" for name in signature.parameters)
+    text = f"def bind({header}):\n    return {{{pairs}}}\n"
+    scope: dict[str, Any] = dict(source.namespace)
+    exec(compile(text, "<compilecache binder>", "exec"), scope)
+    binder: Callable[..., dict[str, Any]] = scope["bind"]
+    return binder

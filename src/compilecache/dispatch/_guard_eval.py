@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ._guard_build import zero_signs
 from ._guards import Guard, GuardKind, Path, path_text, short_repr, type_name
 
 K = GuardKind
@@ -57,7 +58,10 @@ def holds(guard: Guard, value: Any) -> bool:
     if kind is K.LENGTH:
         return bool(len(value) == expected)
     if kind is K.KEYS:
-        return bool(tuple(value) == expected)
+        same_keys = tuple(value) == expected[0]
+        return bool(same_keys and tuple(map(type, value)) == expected[1])
+    if kind is K.SIGN:
+        return bool(zero_signs(value) == expected)
     if kind is K.KEYSET:
         return bool(value.keys() == expected)
     if kind is K.FLAT:
@@ -114,7 +118,14 @@ def failure_message(guard: Guard, actual: Any) -> str:
     if kind is K.LENGTH:
         return f"len({where}): expected {expected}, got {len(actual)}"
     if kind is K.KEYS:
-        return f"{where}.keys(): expected {list(expected)}, got {list(actual)}"
+        keys = list(expected[0])
+        if keys == list(actual):
+            types = [type_name(t) for t in expected[1]]
+            got = [type_name(type(k)) for k in actual]
+            return f"{where}.keys(): expected keys of types {types}, got {got}"
+        return f"{where}.keys(): expected {keys}, got {list(actual)}"
+    if kind is K.SIGN:
+        return f"{where}: expected the zero signs {expected} (-0.0 is not 0.0), got {actual!r}"
     if kind is K.KEYSET:
         return f"{where}: expected keywords {sorted(expected)}, got {sorted(actual)}"
     if kind is K.ABSENT:

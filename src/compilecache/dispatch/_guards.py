@@ -23,9 +23,10 @@ class GuardKind(enum.Enum):
     TYPE = "type"  # type(v) is expected
     IDENTITY = "identity"  # v is expected
     EQUALS = "equals"  # v == expected (after a TYPE guard)
-    NAN = "nan"  # v != v (a float NaN, which equals nothing)
+    NAN = "nan"  # v != v (a float or complex NaN, which equals nothing)
+    SIGN = "sign"  # the signs of a zero float (or of a complex's parts) are expected
     LENGTH = "length"  # len(v) == expected
-    KEYS = "keys"  # tuple(v) == expected (dict keys, in order)
+    KEYS = "keys"  # tuple(v) == expected[0] and their types == expected[1] (in order)
     KEYSET = "keyset"  # v.keys() == expected (keyword arguments, any order)
     FLAT = "flat"  # v == expected[0] and tuple(map(type, v)) == expected[1]
     ABSENT = "absent"  # a global name is not defined (so the builtin is what is called)
@@ -66,6 +67,10 @@ class Guard(NamedTuple):
             return f"len({where}) == {self.expected}"
         if self.kind is GuardKind.FLAT:
             return f"{where} == {short_repr(self.expected[0])}"
+        if self.kind is GuardKind.KEYS:
+            return f"{where}.keys() == {short_repr(list(self.expected[0]))}"
+        if self.kind is GuardKind.SIGN:
+            return f"signs of {where} == {self.expected}"
         attribute = _ATTRIBUTE.get(self.kind)
         target = f"{where}.{attribute}" if attribute else where
         return f"{target} == {short_repr(self.expected)}"

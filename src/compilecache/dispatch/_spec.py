@@ -11,7 +11,8 @@ from ._guards import Path, path_text, short_repr, type_name
 
 class LeafSpec(NamedTuple):
     """One input leaf: a constant (``value``), an object matched by identity, a dynamic int, or
-    an array (``array``) whose ``dynamic_dims`` may take any size."""
+    an array (``array``) whose ``dynamic_dims`` may take any size and whose strides at
+    ``dynamic_strides`` any value."""
 
     path: Path
     kind: str  # "constant", "object", "dynamic-int", "array"
@@ -19,6 +20,7 @@ class LeafSpec(NamedTuple):
     value: Any = None
     array: ArrayMeta | None = None
     dynamic_dims: frozenset[int] = frozenset()
+    dynamic_strides: frozenset[int] = frozenset()
 
     def describe(self) -> str:
         where = path_text(self.path)
