@@ -251,3 +251,19 @@ def test_mark_dynamic_and_mark_static() -> None:
         mark_dynamic(np.zeros(3), 1)
     with pytest.raises(TypeError):
         mark_dynamic([1, 2], 0)
+
+
+def test_torch_global_state_is_guarded() -> None:
+    f = fresh()
+    x = torch.ones(3)
+    f(x)
+    with torch.no_grad():
+        f(x)
+        assert compiles(f) == 2
+        f(x)
+    f(x)
+    assert compiles(f) == 2
+    reasons = explain_miss(f, x)
+    assert reasons[1].endswith(
+        "torch grad_enabled: expected False, got True (compiled under another setting)"
+    )

@@ -52,7 +52,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from compilecache.dispatch import cache_entries, explain_miss, jit
-from compilecache.dispatch._guard_eval import Inputs, holds
+from compilecache.dispatch._guard_eval import Inputs, holds_for
 
 Recipe = tuple[Any, ...]
 Path = tuple[tuple[Any, ...], ...]
@@ -847,7 +847,7 @@ def _compiled_verdict(jitted: Callable[..., Any], check: Any, args: Any, kwargs:
 def _evaluated_verdict(guards: list[Any], inputs: Inputs) -> bool:
     for guard in guards:
         try:
-            if not holds(guard, inputs.resolve(guard.path)):
+            if not holds_for(guard, inputs):
                 return False
         except Exception:
             return False

@@ -88,7 +88,7 @@ class Dispatcher:
         self.on_recompile_limit = on_recompile_limit
         self.reorder = reorder
         self.hooks = hooks
-        self.view = state.view(self.identity)
+        self.view = state.view(self.identity, fn)  # type: ignore[arg-type]
         self.signature = inspect.signature(fn)
         self.bind = compile_binder(self.signature)
         self.cells = fn.__closure__
@@ -111,7 +111,7 @@ class Dispatcher:
             if strategy is not None:
                 current = stricter(current, strategy.current)
                 callees = stricter(callees, strategy.callees)
-        if self.state.limit_reasons is not None:
+        if self.view.limit_reasons is not None:
             current = stricter(current, Action.RUN_ONLY)
         token = None
         if context is not None or callees is not Action.DEFAULT:
@@ -226,8 +226,9 @@ class Dispatcher:
                 entry = self.find(args, kwargs)
                 if entry is not None:
                     return entry
-            if state.limit_reasons is not None:
+            if self.view.limit_reasons is not None:
                 return None
+            state.prune()  # entries made inert since (their weakly guarded objects died)
             if self.view.entries:
                 state.counters.recompiles += 1
                 at_limit = len(self.view.entries) >= self.recompile_limit
@@ -254,7 +255,7 @@ class Dispatcher:
         )
         if self.on_recompile_limit == "raise":
             raise RecompileLimitExceeded(message)
-        self.state.limit_reasons = reasons
+        self.view.limit_reasons = reasons
         logger.warning(
             "%s. It now runs its compiled entries where they match and plain Python otherwise; "
             "mark the varying dimensions dynamic or raise recompile_limit",
@@ -287,14 +288,17 @@ class Dispatcher:
             self.identity,
             self.backend_name,
         )
-        for loaded in self.hooks.load(request):
-            entry = self._adopt(loaded, inputs)
-            if entry is not None and self.check(entry, args, kwargs):
-                self.state.counters.loaded += 1
-                return entry
-        return self._compile(request, inputs)
+        try:
+            for loaded in self.hooks.load(request):
+                entry = self._adopt(loaded, inputs, args, kwargs)
+                if entry is not None:
+                    self.state.counters.loaded += 1
+                    return entry
+        except Exception:  # persistence must never break a call: compile instead
+            logger.exception("loading entries of %s failed; compiling", self.fn.__qualname__)
+        return self._compile(request, inputs, builder.watch)
 
-    def _compile(self, request: CompileRequest, inputs: Inputs) -> CacheEntry:
+    def _compile(self, request: CompileRequest, inputs: Inputs, watch: Any) -> CacheEntry:
         started = time.perf_counter()
         interface = installed_compiler_interface()
         # Calls made while compiling (a backend that traces by running the function) run
@@ -331,8 +335,10 @@ class Dispatcher:
             spec=request.spec,
             annotation="; ".join(request.spec.describe()) or "no inputs",
             compile_seconds=seconds,
+            view=self.view,
         )
         self.state.counters.compiles += 1
+        watch.entries.append(entry)
         self.state.add_entry(entry)
         logger.debug("compiled %s as %s in %.3f s", self.fn.__qualname__, entry.compile_id, seconds)
         try:
@@ -341,7 +347,13 @@ class Dispatcher:
             logger.exception("saving compiled entry %s failed", entry.compile_id)
         return entry
 
-    def _adopt(self, loaded: LoadedEntry, inputs: Inputs) -> CacheEntry | None:
+    def _adopt(
+        self,
+        loaded: LoadedEntry,
+        inputs: Inputs,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> CacheEntry | None:
         """Turn a loaded entry that applies to this call into a precompile entry (None if its
         guards reject the call or do not compile). Entries that do not apply are dropped:
         the hooks are asked again on the next miss, so keeping them would only pile up."""
@@ -366,7 +378,10 @@ class Dispatcher:
             compile_seconds=loaded.compile_seconds,
             precompiled=True,
             artifact=loaded.artifact,
+            view=self.view,
         )
+        if not self.check(entry, args, kwargs):  # its compiled guard must agree, or it is unused
+            return None
         self.state.add_precompiled(entry)
         return entry
 

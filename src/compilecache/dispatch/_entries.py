@@ -6,17 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._errors import CacheError
 from ._guards import Guard
 from ._spec import Specialization
 
 
 def _never(*args: Any, **kwargs: Any) -> bool:
     return False
-
-
-def _invalidated(*args: Any, **kwargs: Any) -> Any:
-    raise CacheError("this cache entry was invalidated; call the jit function instead")
 
 
 @dataclass(eq=False)
@@ -41,16 +36,16 @@ class CacheEntry:
     hits: int = 0
     valid: bool = True
     artifact: Any = field(default=None, repr=False)
+    view: Any = field(default=None, repr=False)  # the BackendView it belongs to
 
     def invalidate(self) -> None:
-        """Make the entry inert: its guard never passes and calling it raises a clear error.
+        """Make the entry inert: its guard never passes again, so it is never selected.
 
-        Safe to call on an entry that another thread is about to run or is running: the run in
-        flight finishes with the callable it already holds.
+        Safe to call while another thread is checking or running the entry: its compiled
+        callable is left in place, so a call whose guard already passed finishes normally.
         """
         self.valid = False
         self.check = _never
-        self.compiled = _invalidated
 
     def describe_guards(self) -> list[str]:
         """The entry's guards in words, in the order they are checked."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import dis
 import enum
+import functools
 import math
 import operator
 import types
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,6 +47,25 @@ def global_names(code: types.CodeType) -> tuple[str, ...]:
     return tuple(names)
 
 
+class DeathWatch:
+    """Makes the entries of weakly guarded objects inert when such an object dies.
+
+    Runs inside garbage collection, possibly while this thread holds a dispatch lock, so it
+    takes none: it only marks the entries; the next compile prunes them from the lists.
+    """
+
+    def __init__(self) -> None:
+        self.entries: list[Any] = []
+
+    def fire(self, _ref: object) -> None:
+        for entry in self.entries:
+            entry.invalidate()
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
 class GuardBuilder:
     """Walks one call's inputs and emits guards and leaf specs.
 
@@ -57,8 +78,27 @@ class GuardBuilder:
         self.leaves: list[LeafSpec] = []
         self._shapes = shapes
         self._mode = mode
+        self._arrays: dict[int, tuple[Path, Any]] = {}  # id -> (first path, the array)
+        self._static = False  # walking a global or closure value: nothing becomes dynamic
+        self._watch = DeathWatch()
+        self._torch_paths: list[Path] = []
+
+    @property
+    def watch(self) -> DeathWatch:
+        """Invalidates the entry built from these guards when a weakly guarded object dies."""
+        return self._watch
 
     def result(self) -> tuple[list[Guard], Specialization]:
+        if self._torch_paths:
+            # What torch computes also depends on its global state: an entry compiled under
+            # no_grad must not run with grad enabled (nor one for another default dtype).
+            for name, read in torch_state_readers().items():
+                self._add((("torch", name),), K.TORCH_STATE, read(), 0)
+        if len(self._torch_paths) > 1:
+            # Distinct tensors must stay distinct (torch's TensorGuards checks exactly this for
+            # the tensors it is given); said here so that explanations see it too.
+            paths = tuple(self._torch_paths)
+            self.guards.append(Guard(paths[-1], K.DISTINCT, paths, len(paths[-1]), 6))
         ordered = sorted(self.guards, key=_DEPTH_THEN_COST)
         return ordered, Specialization(tuple(self.leaves))
 
@@ -76,11 +116,13 @@ class GuardBuilder:
         self.value(path, value)
 
     def cell(self, index: int, name: str, cell: types.CellType) -> None:
+        path: Path = (("cell", index, name),)
         try:
             contents = cell.cell_contents
-        except ValueError:  # an empty cell (a variable not yet assigned): nothing to guard
+        except ValueError:  # a variable not assigned yet: another closure may have it assigned
+            self._add(path, K.EMPTY_CELL, None, 0)
             return
-        self.constant_or_identity((("cell", index, name),), contents)
+        self.constant_or_identity(path, contents)
 
     def global_name(self, name: str, namespace: Mapping[str, Any]) -> None:
         path: Path = (("global", name),)
@@ -92,9 +134,16 @@ class GuardBuilder:
     # -- values --------------------------------------------------------------------------
     def constant_or_identity(self, path: Path, value: Any) -> None:
         """Globals and closure values: constants by value, anything else by identity."""
-        if type(value) is range:
-            self.value(path, value)
-        elif _is_constant(value):
+        if type(value) in (range, tuple, frozenset) and _is_constant(value):
+            # Structured constants get the guards of an argument (element types, signs), with
+            # every int in them static: a global is not an input.
+            self._static = True
+            try:
+                self.value(path, value)
+            finally:
+                self._static = False
+            return
+        if _is_constant(value):
             self._constant(path, value)
         else:
             self._add(path, K.IDENTITY, value, 0)
@@ -107,7 +156,7 @@ class GuardBuilder:
             return
         if kind is int:
             self._add(path, K.TYPE, int, 1)
-            if self._shapes.int_is_dynamic(path, value, mode=self._mode):
+            if not self._static and self._shapes.int_is_dynamic(path, value, mode=self._mode):
                 self.leaves.append(LeafSpec(path, "dynamic-int", int))
             else:
                 self._add(path, K.EQUALS, value, 2)
@@ -129,7 +178,7 @@ class GuardBuilder:
             return
         if len(path) > _MAX_DEPTH or isinstance(value, _BY_IDENTITY):
             self._add(path, K.IDENTITY, value, 0)
-            self.leaves.append(LeafSpec(path, "object", kind, value))
+            self.leaves.append(LeafSpec(path, "object", kind, functools.partial(_same, value)))
             return
         if kind in (tuple, list) or (isinstance(value, tuple) and hasattr(kind, "_fields")):
             self._sequence(path, value)
@@ -142,7 +191,9 @@ class GuardBuilder:
                 self.value((*path, ("key", key)), item)
             return
         if kind in (frozenset, set) and all(_is_constant(item) for item in value):
-            self._constant(path, value)
+            # Sets compare their elements with ==: {1} == {True} == {1.0}; compare types too.
+            self._add(path, K.TYPE, kind, 1)
+            self._add(path, K.TYPED_SET, typed_set(value), 2)
             self.leaves.append(LeafSpec(path, "constant", kind, value))
             return
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -151,9 +202,17 @@ class GuardBuilder:
                 self.value((*path, ("attr", item.name)), getattr(value, item.name))
             return
         # Anything else: the compiled code may depend on any of its attributes, which a guard
-        # cannot enumerate without tracing, so only this very object matches.
-        self._add(path, K.IDENTITY, value, 0)
-        self.leaves.append(LeafSpec(path, "object", kind, value))
+        # cannot enumerate without tracing, so only this very object matches. Weakly, where
+        # the object allows it: a cache must not keep a model (or any argument) alive.
+        try:
+            ref = weakref.ref(value, self._watch.fire)
+        except TypeError:
+            self._add(path, K.IDENTITY, value, 0)
+            self.leaves.append(LeafSpec(path, "object", kind, functools.partial(_same, value)))
+            return
+        self._add(path, K.TYPE, kind, 0)
+        self._add(path, K.WEAK_IDENTITY, ref, 0)
+        self.leaves.append(LeafSpec(path, "object", kind, ref))
 
     def _constant(self, path: Path, value: Any) -> None:
         self._add(path, K.TYPE, type(value), 1)
@@ -183,6 +242,16 @@ class GuardBuilder:
             self.value((*path, step), item)
 
     def _array(self, path: Path, value: Any, family: str) -> None:
+        seen = self._arrays.get(id(value))
+        if seen is not None and seen[1] is value:
+            # The same array passed twice: compiled code may rely on the aliasing (an in-place
+            # update seen through both), so later calls must alias the same way.
+            self._add(path, K.ALIAS, seen[0], 0)
+            self.leaves.append(LeafSpec(path, "alias", type(value), seen[0]))
+            return
+        self._arrays[id(value)] = (path, value)
+        if family == TORCH:
+            self._torch_paths.append(path)
         meta = array_meta(value, family)
         dynamic, static = marked_dims(value)
         dims, strides = self._shapes.array_dims(
@@ -202,9 +271,60 @@ class GuardBuilder:
             # not guarded, and the spec says they are free.
             strides = frozenset(range(len(meta.shape)))
         elif meta.strides is not None:
+            order = dense_order(value, family, meta) if strides else None
+            if strides and order is None:
+                # Freed strides would admit any layout (broadcast, padded, reversed rows): only
+                # a dense example can free them, by requiring the same dense layout instead.
+                strides = frozenset()
             expected = _free(meta.strides, strides) if strides else meta.strides
             add(Guard(path, K.STRIDES, (family, expected), depth, 5))
+            if order is not None:
+                add(Guard(path, K.DENSE, family, depth, 6))
         self.leaves.append(LeafSpec(path, "array", type(value), None, meta, dims, strides))
+
+
+def dense_order(value: Any, family: str, meta: Any) -> tuple[int, ...] | None:
+    """The dimensions from innermost to outermost in memory if ``value`` is laid out densely
+    in that order (no gaps, no overlap, no negative strides), else None."""
+    if family == "torch":
+        unit = 1  # torch strides count elements
+    elif family == "numpy":
+        unit = int(value.itemsize)  # numpy strides count bytes
+    else:
+        return None  # a duck-typed array's stride unit is unknown
+    ndim = len(meta.shape)
+    order = tuple(sorted(range(ndim), key=lambda d: (abs(meta.strides[d]), -d)))
+    return order if is_dense(meta.shape, meta.strides, order, unit) else None
+
+
+def is_dense(
+    shape: tuple[int, ...], strides: tuple[int, ...], order: tuple[int, ...], unit: int
+) -> bool:
+    """Whether ``strides`` chain densely through ``order`` (size-1 dimensions may be anything)."""
+    expected = unit
+    for dim in order:
+        if shape[dim] == 1:
+            continue
+        if strides[dim] != expected:
+            return False
+        expected *= shape[dim]
+    return True
+
+
+def layout_is_dense(value: Any, family: str) -> bool:
+    """Whether ``value`` is laid out densely in some dimension order: no gaps, no overlap,
+    no negative strides (torch's "non-overlapping and dense")."""
+    if family == "torch":
+        if value.is_contiguous():  # the common case, answered in C
+            return True
+        shape, strides, unit = tuple(value.shape), tuple(value.stride()), 1
+    else:
+        flags = value.flags
+        if flags.c_contiguous or flags.f_contiguous:
+            return True
+        shape, strides, unit = tuple(value.shape), tuple(value.strides), int(value.itemsize)
+    order = tuple(sorted(range(len(shape)), key=lambda d: (abs(strides[d]), -d)))
+    return is_dense(shape, strides, order, unit)
 
 
 def _free(sizes: tuple[int, ...], positions: frozenset[int]) -> tuple[int | None, ...]:
@@ -220,6 +340,18 @@ def zero_signs(value: Any) -> tuple[float, ...] | None:
     if type(value) is complex and (value.real == 0.0 or value.imag == 0.0):
         return (math.copysign(1.0, value.real), math.copysign(1.0, value.imag))
     return None
+
+
+def torch_state_readers() -> dict[str, Any]:
+    """The parts of torch's global state that guards check, each with its reader."""
+    import torch  # only called when torch tensors are among the inputs: torch is imported
+
+    return {"grad_enabled": torch.is_grad_enabled, "default_dtype": torch.get_default_dtype}
+
+
+def typed_set(value: Any) -> frozenset[tuple[Any, ...]]:
+    """The elements of a set with their types and zero signs, which == on sets ignores."""
+    return frozenset((type(item), item, zero_signs(item)) for item in value)
 
 
 def _flat_item(item: Any) -> bool:

@@ -19,8 +19,9 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from ._guard_build import zero_signs
-from ._guards import Guard, GuardKind, Path
+from ._guard_build import layout_is_dense, torch_state_readers, typed_set, zero_signs
+from ._guard_eval import cell_is_empty
+from ._guards import MISSING, Guard, GuardKind, Path
 
 K = GuardKind
 _TENSOR_KINDS = (K.DTYPE, K.DEVICE, K.REQUIRES_GRAD, K.SHAPE, K.STRIDES)
@@ -37,8 +38,10 @@ class GuardSource:
         self.clauses: list[str] = []
         self.cells = f"{self.prefix}cells"
         self.globals = f"{self.prefix}G"
+        self.missing = f"{self.prefix}missing"
+        self.namespace[self.missing] = MISSING
         # Builtins under our prefix: a parameter named `type` or `len` must not shadow them.
-        for builtin in (type, len, tuple, map, all, getattr):
+        for builtin in (type, len, tuple, map, all, getattr, id):
             self.namespace[self.builtin(builtin.__name__)] = builtin
 
     def builtin(self, name: str) -> str:
@@ -53,10 +56,12 @@ class GuardSource:
         head = path[0]
         if head[0] == "arg":
             text = str(head[1])
+        elif head[0] == "torch":
+            text = f"{self.bind(torch_state_readers()[head[1]])}()"
         elif head[0] == "cell":
             text = f"{self.cells}[{int(head[1])}].cell_contents"
         else:
-            text = f"{self.globals}.get({self.bind(head[1])})"
+            text = f"{self.globals}.get({self.bind(head[1])}, {self.missing})"
         for step in path[1:]:
             if step[0] == "item":
                 text = f"{text}[{int(step[1])}]"
@@ -92,7 +97,10 @@ def compile_guards(
     global_ids: list[tuple[str, Any]] = []
     absent: list[str] = []
     for guard in guards:
-        if tensor_guard is not None and guard.path in tensor_paths and guard.kind in _TENSOR_KINDS:
+        if tensor_guard is not None and (
+            (guard.path in tensor_paths and guard.kind in _TENSOR_KINDS)
+            or guard.kind is K.DISTINCT  # TensorGuards rejects a tensor given twice
+        ):
             continue  # checked together below
         if guard.path[0][0] == "global" and len(guard.path) == 1:
             if guard.kind is K.IDENTITY:
@@ -111,8 +119,10 @@ def compile_guards(
         objects = source.bind(tuple(obj for _, obj in global_ids))
         is_ = source.bind(operator.is_)
         all_, map_ = source.builtin("all"), source.builtin("map")
+        missing = source.bind(tuple(MISSING for _ in global_ids))
         source.clauses.insert(
-            0, f"{all_}({map_}({is_}, {map_}({source.globals}.get, {keys}), {objects}))"
+            0,
+            f"{all_}({map_}({is_}, {map_}({source.globals}.get, {keys}, {missing}), {objects}))",
         )
     if tensor_guard is not None:
         checker = source.bind(tensor_guard.check)
@@ -137,6 +147,12 @@ def _clause(source: GuardSource, guard: Guard) -> str:
         return f"{type_}({value}) is {source.bind(expected)}"
     if kind is K.IDENTITY:
         return f"{value} is {source.bind(expected)}"
+    if kind is K.TORCH_STATE:
+        return f"{value} is {source.bind(expected)}"
+    if kind is K.WEAK_IDENTITY:
+        return f"{value} is {source.bind(expected)}()"
+    if kind is K.DENSE:
+        return f"{source.bind(layout_is_dense)}({value}, {source.bind(expected)})"
     if kind is K.EQUALS:
         return f"{value} == {source.bind(expected)}"
     if kind is K.NAN:
@@ -149,6 +165,8 @@ def _clause(source: GuardSource, guard: Guard) -> str:
     if kind is K.SIGN:
         signs = source.bind(zero_signs)
         return f"{signs}({value}) == {source.bind(expected)}"
+    if kind is K.TYPED_SET:
+        return f"{source.bind(typed_set)}({value}) == {source.bind(expected)}"
     if kind is K.KEYSET:
         return f"{value}.keys() == {source.bind(expected)}"
     if kind is K.FLAT:
@@ -156,6 +174,13 @@ def _clause(source: GuardSource, guard: Guard) -> str:
         return f"{value} == {values} and {tuple_}({map_}({type_}, {value})) == {types}"
     if kind is K.ABSENT:
         return f"{source.bind(expected)} not in {source.globals}"
+    if kind is K.EMPTY_CELL:
+        return f"{source.bind(cell_is_empty)}({source.cells}[{int(guard.path[0][1])}])"
+    if kind is K.ALIAS:
+        return f"{value} is {source.accessor(expected)}"
+    if kind is K.DISTINCT:
+        ids = ", ".join(f"{source.builtin('id')}({source.accessor(p)})" for p in expected)
+        return f"{source.builtin('len')}({{{ids}}}) == {len(expected)}"
     if kind is K.DTYPE:
         return f"{value}.dtype == {source.bind(expected)}"
     if kind is K.DEVICE:
@@ -212,9 +237,10 @@ def _parameters(signature: inspect.Signature, source: GuardSource, has_cells: bo
 
 
 def _torch_tensor_paths(guards: list[Guard]) -> list[Path]:
+    # Only torch tensors get a DEVICE guard (see GuardBuilder._array).
     paths: dict[Path, None] = {}
     for guard in guards:
-        if guard.kind is K.STRIDES and guard.expected[0] == "torch":
+        if guard.kind is K.DEVICE:
             paths.setdefault(guard.path)
     return list(paths)
 
@@ -233,7 +259,10 @@ def _tensor_guards(paths: list[Path], guards: list[Guard], examples: dict[Path, 
     return tensor_guards(
         *(examples[path] for path in paths),
         dynamic_dims_sizes=[list(shapes[path]) for path in paths],
-        dynamic_dims_strides=[list(strides[path]) for path in paths],
+        # No STRIDES guard (an empty tensor): every stride free.
+        dynamic_dims_strides=[
+            list(strides.get(path, (None,) * len(shapes[path]))) for path in paths
+        ],
     )
 
 

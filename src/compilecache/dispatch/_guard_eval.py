@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ._guard_build import zero_signs
-from ._guards import Guard, GuardKind, Path, path_text, short_repr, type_name
+from ._guard_build import layout_is_dense, torch_state_readers, typed_set, zero_signs
+from ._guards import MISSING, Guard, GuardKind, Path, path_text, short_repr, type_name
 
 K = GuardKind
-_MISSING = object()
 
 
 class Inputs:
@@ -32,25 +31,68 @@ class Inputs:
     def resolve(self, path: Path) -> Any:
         """The value at ``path``; raises LookupError/AttributeError/TypeError if unreachable."""
         head = path[0]
+        if head[0] == "torch":
+            return torch_state_readers()[head[1]]()
         if head[0] == "arg":
             value = self.arguments[head[1]]
         elif head[0] == "cell":
             value = self.cells[head[1]].cell_contents
         else:
-            value = self.namespace.get(head[1], _MISSING)
+            value = self.namespace.get(head[1], MISSING)
         for step in path[1:]:
             is_item = step[0] in ("item", "key")
             value = value[step[1]] if is_item else getattr(value, step[1])
         return value
 
 
+def _subject(guard: Guard, inputs: Inputs) -> Any:
+    """What ``guard`` looks at: the value at its path, or for guards about several places or
+    about a cell itself, what they compare."""
+    if guard.kind is K.EMPTY_CELL:
+        return inputs.cells[guard.path[0][1]]
+    if guard.kind is K.ALIAS:
+        return (inputs.resolve(guard.path), inputs.resolve(guard.expected))
+    if guard.kind is K.DISTINCT:
+        return [inputs.resolve(path) for path in guard.expected]
+    return inputs.resolve(guard.path)
+
+
+def holds_for(guard: Guard, inputs: Inputs) -> bool:
+    """Whether ``guard`` holds for the call ``inputs`` (raises if its place is unreachable)."""
+    return holds(guard, _subject(guard, inputs))
+
+
+def cell_is_empty(cell: Any) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018
+    except ValueError:
+        return True
+    return False
+
+
 def holds(guard: Guard, value: Any) -> bool:
+    """Whether ``guard`` holds for ``value`` (what :func:`_subject` gives for it)."""
+    kind = guard.kind
+    if kind is K.EMPTY_CELL:
+        return cell_is_empty(value)
+    if kind is K.ALIAS:
+        return value[0] is value[1]
+    if kind is K.DISTINCT:
+        return len({id(item) for item in value}) == len(value)
+    return _holds(guard, value)
+
+
+def _holds(guard: Guard, value: Any) -> bool:
     """Whether ``guard`` holds for ``value`` (the value at its path)."""
     kind, expected = guard.kind, guard.expected
     if kind is K.TYPE:
         return type(value) is expected
-    if kind is K.IDENTITY:
+    if kind in (K.IDENTITY, K.TORCH_STATE):
         return value is expected
+    if kind is K.WEAK_IDENTITY:
+        return value is expected()
+    if kind is K.DENSE:
+        return layout_is_dense(value, expected)
     if kind is K.EQUALS:
         return bool(value == expected)
     if kind is K.NAN:
@@ -62,12 +104,14 @@ def holds(guard: Guard, value: Any) -> bool:
         return bool(same_keys and tuple(map(type, value)) == expected[1])
     if kind is K.SIGN:
         return bool(zero_signs(value) == expected)
+    if kind is K.TYPED_SET:
+        return bool(typed_set(value) == expected)
     if kind is K.KEYSET:
         return bool(value.keys() == expected)
     if kind is K.FLAT:
         return bool(value == expected[0]) and tuple(map(type, value)) == expected[1]
     if kind is K.ABSENT:
-        return value is _MISSING
+        return value is MISSING
     if kind is K.DTYPE:
         return bool(value.dtype == expected)
     if kind is K.DEVICE:
@@ -95,7 +139,7 @@ def first_failure(guards: list[Guard], inputs: Inputs) -> str | None:
     """The first guard of ``guards`` that fails for ``inputs``, in words, or None if all hold."""
     for guard in guards:
         try:
-            value = inputs.resolve(guard.path)
+            value = _subject(guard, inputs)
             if holds(guard, value):
                 continue
         except Exception as error:
@@ -115,6 +159,17 @@ def failure_message(guard: Guard, actual: Any) -> str:
             f"{where}: expected the same object as when compiled ({short_repr(expected)}), "
             f"got {short_repr(actual)}"
         )
+    if kind is K.WEAK_IDENTITY:
+        target = expected()
+        was = short_repr(target) if target is not None else "since garbage-collected"
+        return f"{where}: expected the same object as when compiled ({was}), got another"
+    if kind is K.TORCH_STATE:
+        return f"{where}: expected {expected}, got {actual} (compiled under another setting)"
+    if kind is K.DENSE:
+        return (
+            f"{where}: expected a dense layout (as when compiled), got a view with gaps, "
+            "overlapping elements or negative strides"
+        )
     if kind is K.LENGTH:
         return f"len({where}): expected {expected}, got {len(actual)}"
     if kind is K.KEYS:
@@ -130,6 +185,12 @@ def failure_message(guard: Guard, actual: Any) -> str:
         return f"{where}: expected keywords {sorted(expected)}, got {sorted(actual)}"
     if kind is K.ABSENT:
         return f"{where}: was not defined when compiled (the builtin was used), now it is"
+    if kind is K.EMPTY_CELL:
+        return f"{where}: was empty when compiled, now it holds a value"
+    if kind is K.ALIAS:
+        return f"{where}: expected the same object as {path_text(expected)}, got another"
+    if kind is K.DISTINCT:
+        return f"{where}: expected {len(expected)} distinct arrays, some are the same object"
     if kind is K.FLAT:
         return f"{where}: expected {short_repr(list(expected[0]))}, got {short_repr(actual)}"
     if kind is K.SHAPE:

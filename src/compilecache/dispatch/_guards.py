@@ -17,11 +17,23 @@ Step = tuple[Any, ...]
 Path = tuple[Step, ...]
 
 
+class _Missing:
+    """What a global that is not defined reads as (``None`` would be ambiguous)."""
+
+    def __repr__(self) -> str:
+        return "<not defined>"
+
+
+MISSING = _Missing()
+
+
 class GuardKind(enum.Enum):
     """What a guard checks of the value at its path."""
 
     TYPE = "type"  # type(v) is expected
     IDENTITY = "identity"  # v is expected
+    WEAK_IDENTITY = "weak_identity"  # v is expected() (a weak reference: the cache does not
+    # keep a model or other argument alive; the entry dies with it)
     EQUALS = "equals"  # v == expected (after a TYPE guard)
     NAN = "nan"  # v != v (a float or complex NaN, which equals nothing)
     SIGN = "sign"  # the signs of a zero float (or of a complex's parts) are expected
@@ -29,7 +41,13 @@ class GuardKind(enum.Enum):
     KEYS = "keys"  # tuple(v) == expected[0] and their types == expected[1] (in order)
     KEYSET = "keyset"  # v.keys() == expected (keyword arguments, any order)
     FLAT = "flat"  # v == expected[0] and tuple(map(type, v)) == expected[1]
+    TYPED_SET = "typed_set"  # {(type(x), x, zero signs of x)} of the set v == expected
     ABSENT = "absent"  # a global name is not defined (so the builtin is what is called)
+    EMPTY_CELL = "empty_cell"  # a closure cell holds nothing yet
+    ALIAS = "alias"  # v is the value at the path ``expected`` (the same object passed twice)
+    DISTINCT = "distinct"  # the values at the paths in ``expected`` are distinct objects
+    TORCH_STATE = "torch_state"  # torch's global state named by the path is expected
+    DENSE = "dense"  # laid out densely in some order (required where strides are free)
     DTYPE = "dtype"  # v.dtype == expected
     DEVICE = "device"  # v.device == expected
     REQUIRES_GRAD = "requires_grad"  # v.requires_grad is expected
@@ -59,10 +77,21 @@ class Guard(NamedTuple):
             return f"type({where}) is {type_name(self.expected)}"
         if self.kind is GuardKind.IDENTITY:
             return f"{where} is {short_repr(self.expected)}"
+        if self.kind is GuardKind.WEAK_IDENTITY:
+            target = self.expected()
+            return f"{where} is {short_repr(target) if target is not None else '<dead object>'}"
         if self.kind is GuardKind.NAN:
             return f"{where} is nan"
         if self.kind is GuardKind.ABSENT:
             return f"{where} is not defined"
+        if self.kind is GuardKind.EMPTY_CELL:
+            return f"{where} is empty"
+        if self.kind is GuardKind.ALIAS:
+            return f"{where} is {path_text(self.expected)}"
+        if self.kind is GuardKind.DENSE:
+            return f"{where} is laid out densely (no gaps, no overlap)"
+        if self.kind is GuardKind.DISTINCT:
+            return f"{', '.join(path_text(p) for p in self.expected)} are distinct objects"
         if self.kind is GuardKind.LENGTH:
             return f"len({where}) == {self.expected}"
         if self.kind is GuardKind.FLAT:
@@ -94,6 +123,8 @@ def path_text(path: Path) -> str:
     head = path[0]
     if head[0] == "arg":
         text = str(head[1])
+    elif head[0] == "torch":
+        text = f"torch {head[1]}"
     elif head[0] == "cell":
         text = f"closure {head[2]}"
     else:

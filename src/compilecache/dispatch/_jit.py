@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -73,6 +74,10 @@ def _wrap(
 ) -> Callable[..., Any]:
     if getattr(fn, "__compilecache_dispatcher__", None) is not None:
         fn = fn.__wrapped__  # type: ignore[attr-defined]  # re-jit: wrap the plain function
+    if inspect.ismethod(fn):
+        # A bound method: jit the function and pass the instance as its first argument, so
+        # that the instance is guarded like any argument (two instances, two entries).
+        return _bind_method(fn, _wrap(fn.__func__, **_options(locals())))
     code = getattr(fn, "__code__", None)
     if code is None:
         raise CacheUsageError(
@@ -94,6 +99,22 @@ def _wrap(
     functools.update_wrapper(wrapper, fn)
     wrapper.__compilecache_dispatcher__ = dispatcher  # type: ignore[attr-defined]
     return wrapper
+
+
+def _options(scope: dict[str, Any]) -> dict[str, Any]:
+    names = ("backend", "dynamic", "recompile_limit", "on_recompile_limit", "reorder", "hooks")
+    return {name: scope[name] for name in names}
+
+
+def _bind_method(method: Any, jitted: Callable[..., Any]) -> Callable[..., Any]:
+    instance = method.__self__
+
+    def bound(*args: Any, **kwargs: Any) -> Any:
+        return jitted(instance, *args, **kwargs)
+
+    functools.update_wrapper(bound, method)
+    bound.__compilecache_dispatcher__ = jitted.__compilecache_dispatcher__  # type: ignore[attr-defined]
+    return bound
 
 
 def _hot_path(state: CodeState, dispatcher: Dispatcher, cells: Any) -> Callable[..., Any]:

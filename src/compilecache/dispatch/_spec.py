@@ -10,7 +10,9 @@ from ._guards import Path, path_text, short_repr, type_name
 
 
 class LeafSpec(NamedTuple):
-    """One input leaf: a constant (``value``), an object matched by identity, a dynamic int, or
+    """One input leaf: a constant (``value``), an object matched by identity (``value()`` gives
+    it, or None once it is gone: held weakly), an alias of another leaf (``value`` is that
+    leaf's path), a dynamic int, or
     an array (``array``) whose ``dynamic_dims`` may take any size and whose strides at
     ``dynamic_strides`` any value."""
 
@@ -33,7 +35,10 @@ class LeafSpec(NamedTuple):
             return f"{where}: any int"
         if self.kind == "constant":
             return f"{where} = {short_repr(self.value)}"
-        return f"{where}: the {type_name(self.type)} object {short_repr(self.value)}"
+        if self.kind == "alias":
+            return f"{where}: the same object as {path_text(self.value)}"
+        target = self.value() if callable(self.value) else self.value
+        return f"{where}: the {type_name(self.type)} object {short_repr(target)}"
 
 
 @dataclass(frozen=True)

@@ -35,16 +35,24 @@ class DispatchCounters:
 
 
 class BackendView:
-    """The entries of one backend (by its innermost identity): jit wrappers of one code object
-    with different backends never run each other's compiled code."""
+    """The entries of one backend (by its innermost identity) for one function context.
 
-    __slots__ = ("backend", "entries", "hot", "lookup")
+    Functions made from one ``def`` share a code object but not everything else: defaults,
+    keyword-only defaults and globals are part of the function, not of the code, and no guard
+    sees them. So a view belongs to one (backend, defaults, keyword defaults, globals)
+    combination, held here so that their ids cannot be reused while the view lives; closures
+    that differ only in cell contents share a view (the cells are guarded).
+    """
 
-    def __init__(self, backend: object) -> None:
+    __slots__ = ("backend", "context", "entries", "hot", "limit_reasons", "lookup")
+
+    def __init__(self, backend: object, context: tuple[object, ...]) -> None:
         self.backend = backend
+        self.context = context
         self.entries: tuple[CacheEntry, ...] = ()
         self.lookup: tuple[CacheEntry, ...] = ()
         self.hot: tuple[CacheEntry, ...] = ()  # lookup, or () while a strategy is set
+        self.limit_reasons: list[str] | None = None  # set when the recompile limit is reached
 
 
 class CodeState:
@@ -58,32 +66,32 @@ class CodeState:
         self.precompiled: tuple[CacheEntry, ...] = ()
         self.entries: tuple[CacheEntry, ...] = ()
         self.lookup: tuple[CacheEntry, ...] = ()
-        self._views: dict[int, BackendView] = {}
+        self._views: dict[tuple[int, ...], BackendView] = {}
         self.shapes = ShapeObservations()
         self.strategy: Strategy | None = None
         self.counters = DispatchCounters()
-        self.limit_reasons: list[str] | None = None
         self.compile_lock = threading.Lock()  # one compile at a time: the single flight
         self._list_lock = threading.Lock()  # guards list mutation only, never held for long
 
     def __repr__(self) -> str:
         return f"<CodeState {self.code.co_name} entries={len(self.entries)}>"
 
-    def view(self, backend: object) -> BackendView:
-        """The view of ``backend``'s entries (created on first use)."""
+    def view(self, backend: object, fn: types.FunctionType) -> BackendView:
+        """The view of ``backend``'s entries for functions like ``fn`` (created on first use)."""
+        context = (fn.__defaults__, fn.__kwdefaults__, fn.__globals__)
+        key = (id(backend), *map(id, context))
         with self._list_lock:
-            view = self._views.get(id(backend))
+            view = self._views.get(key)
             if view is None:
-                view = self._views[id(backend)] = BackendView(backend)
+                view = self._views[key] = BackendView(backend, context)
                 self._publish()
             return view
 
     def _publish(self) -> None:
         self.lookup = self.precompiled + self.entries
         for view in self._views.values():
-            mine = view.backend
-            view.entries = tuple(e for e in self.entries if e.backend is mine)
-            view.lookup = tuple(e for e in self.precompiled if e.backend is mine) + view.entries
+            view.entries = tuple(e for e in self.entries if e.view is view)
+            view.lookup = tuple(e for e in self.precompiled if e.view is view) + view.entries
             view.hot = view.lookup if self.strategy is None else ()
 
     def set_strategy(self, strategy: Strategy | None) -> None:
@@ -115,6 +123,14 @@ class CodeState:
         finally:
             self._list_lock.release()
 
+    def prune(self) -> None:
+        """Drop invalidated entries from the lists."""
+        with self._list_lock:
+            if any(not entry.valid for entry in self.lookup):
+                self.entries = tuple(e for e in self.entries if e.valid)
+                self.precompiled = tuple(e for e in self.precompiled if e.valid)
+                self._publish()
+
     def invalidate_all(self) -> None:
         """Invalidate every entry and forget shape observations and the recompile limit."""
         with self._list_lock:
@@ -122,8 +138,9 @@ class CodeState:
                 entry.invalidate()
             self.precompiled = self.entries = ()
             self._publish()
+            for view in self._views.values():
+                view.limit_reasons = None
         self.shapes.clear()
-        self.limit_reasons = None
 
     def next_compile_id(self) -> str:
         compile_id = f"{self.index}/{self.compile_count}"

@@ -41,6 +41,12 @@ ACTIVE: contextvars.ContextVar[Strategy | None] = contextvars.ContextVar(
     "compilecache_strategy", default=None
 )
 
+# The tokens of the scopes entered in this context, innermost last (scopes nest properly
+# within one context, so a stack shared by all scope objects is enough).
+_SCOPE_TOKENS: contextvars.ContextVar[tuple[contextvars.Token[Strategy | None], ...]] = (
+    contextvars.ContextVar("compilecache_scope_tokens", default=())
+)
+
 _RANK = {Action.DEFAULT: 0, Action.RUN_ONLY: 1, Action.SKIP: 2}
 
 
@@ -50,17 +56,23 @@ def stricter(first: Action, second: Action) -> Action:
 
 
 class _Scope:
-    """A strategy usable as a context manager and as a decorator."""
+    """A strategy usable as a context manager and as a decorator.
+
+    One scope object may be entered in several threads or tasks at once (``d = disable()``
+    shared): the tokens to restore are kept per context, not on the object.
+    """
 
     def __init__(self, strategy: Strategy) -> None:
         self._strategy = strategy
-        self._tokens: list[contextvars.Token[Strategy | None]] = []
 
     def __enter__(self) -> None:
-        self._tokens.append(ACTIVE.set(self._strategy))
+        token = ACTIVE.set(self._strategy)
+        _SCOPE_TOKENS.set((*_SCOPE_TOKENS.get(), token))
 
     def __exit__(self, *exc_info: object) -> None:
-        ACTIVE.reset(self._tokens.pop())
+        tokens = _SCOPE_TOKENS.get()
+        _SCOPE_TOKENS.set(tokens[:-1])
+        ACTIVE.reset(tokens[-1])
 
     def __call__(self, fn: F) -> F:
         strategy = self._strategy
