@@ -36,6 +36,14 @@ from .dispatch import skip as skip
 
 __version__ = "0.1.0"
 
+# Persistence by default: jit functions whose backend can dump and load its artifacts keep them
+# in the configured store. Cheap here: the configuration is read on the first such miss.
+from .artifacts._default import ConfiguredHooks as _ConfiguredHooks
+from .dispatch import set_default_hooks as _set_default_hooks
+
+default_hooks = _ConfiguredHooks()
+_set_default_hooks(default_hooks)
+
 __all__ = [
     "Action",
     "BackendCompileError",

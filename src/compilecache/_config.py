@@ -17,6 +17,7 @@ COMPILECACHE_REMOTE      redis:// (or rediss://, unix://) URL of     unset: no r
 COMPILECACHE_SECRET      HMAC secret (at least 16 bytes) to sign     unset: entries unsigned
                          and verify entries
 COMPILECACHE_DISABLE     1/true/yes/on turns caching off             off
+COMPILECACHE_SALT        any text, mixed into every cache key        unset
 =======================  ==========================================  =============================
 """
 
@@ -88,6 +89,7 @@ class Config:
     remote: str | None = None
     secret: bytes | None = field(default=None, repr=False)
     disable: bool = False
+    salt: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -124,6 +126,7 @@ class Config:
         raw_remote = read("COMPILECACHE_REMOTE")
         raw_secret = read("COMPILECACHE_SECRET")
         raw_disable = read("COMPILECACHE_DISABLE")
+        raw_salt = read("COMPILECACHE_SALT")
         if raw_secret is not None and not raw_secret:
             raise ConfigError(
                 "COMPILECACHE_SECRET is set but empty: entries would silently go unsigned; "
@@ -143,5 +146,6 @@ class Config:
             remote=raw_remote.strip() or None if raw_remote is not None else None,
             secret=raw_secret.encode("utf-8") if raw_secret else None,
             disable=parse_bool(raw_disable or "", "COMPILECACHE_DISABLE"),
+            salt=raw_salt or None,
             sources=sources,
         )

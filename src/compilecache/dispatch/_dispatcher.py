@@ -289,14 +289,24 @@ class Dispatcher:
             self.backend_name,
         )
         try:
-            for loaded in self.hooks.load(request):
-                entry = self._adopt(loaded, inputs, args, kwargs)
-                if entry is not None:
-                    self.state.counters.loaded += 1
-                    return entry
-        except Exception:  # persistence must never break a call: compile instead
-            logger.exception("loading entries of %s failed; compiling", self.fn.__qualname__)
-        return self._compile(request, inputs, builder.watch)
+            try:
+                for loaded in self.hooks.load(request):
+                    entry = self._adopt(loaded, inputs, args, kwargs)
+                    if entry is not None:
+                        self.state.counters.loaded += 1
+                        return entry
+            except Exception:  # persistence must never break a call: compile instead
+                logger.exception("loading entries of %s failed; compiling", self.fn.__qualname__)
+            return self._compile(request, inputs, builder.watch)
+        finally:
+            # Whatever happened (a load, a compile, a failure), hooks release what they hold
+            # for this request (a compile lock).
+            finish = getattr(self.hooks, "finish", None)
+            if finish is not None:
+                try:
+                    finish(request)
+                except Exception:
+                    logger.exception("finishing persistence of %s failed", self.fn.__qualname__)
 
     def _compile(self, request: CompileRequest, inputs: Inputs, watch: Any) -> CacheEntry:
         started = time.perf_counter()

@@ -48,7 +48,8 @@ class LoadedEntry:
 
 
 class DispatchHooks(Protocol):
-    """Persistence for one jit function (see the module docstring)."""
+    """Persistence for one jit function (see the module docstring). A hook may also define
+    ``finish(request)``, called after every miss it saw, whatever happened (to release locks)."""
 
     def load(self, request: CompileRequest) -> Iterable[LoadedEntry]: ...
 

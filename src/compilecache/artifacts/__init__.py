@@ -1,0 +1,31 @@
+"""Persistent compiled artifacts: keys, manifests, stores, compile once. See docs/artifacts.md.
+
+The heavy parts (stores, key fingerprinting) are imported on first use of their names, so that
+``import compilecache`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._default import ConfiguredHooks as ConfiguredHooks
+
+if TYPE_CHECKING:
+    from ._persistence import Admission as Admission
+    from ._persistence import ArtifactHooks as ArtifactHooks
+    from ._persistence import ArtifactStats as ArtifactStats
+    from ._persistence import persistable as persistable
+
+_LAZY = dict.fromkeys(
+    ("Admission", "ArtifactHooks", "ArtifactStats", "persistable"), "._persistence"
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["Admission", "ArtifactHooks", "ArtifactStats", "ConfiguredHooks", "persistable"]

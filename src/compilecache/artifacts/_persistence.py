@@ -1,0 +1,289 @@
+"""Dispatch hooks that persist compiled entries in a store and compile each key once.
+
+On a miss the hooks compute the call's key; a stored manifest and artifact for it become a
+precompile entry (its stored guards checked before use). With none stored, the process takes the
+key's lock and compiles; other processes missing on the same key meanwhile wait (bounded) for
+its entry and load it, or take the lock over if its owner died or it expired. With no store
+answering, everyone compiles. A backend without ``dumps``/``loads`` is never persisted, and a
+call that cannot be keyed stably is a counted, logged bypass: it still compiles and runs.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import threading
+import time
+import types
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._locks import FileLock, Lock, RedisLock
+from ..dispatch._entries import CacheEntry
+from ..dispatch._hooks import CompileRequest, LoadedEntry
+from ..keys import CacheKey, Unfingerprintable, build_key
+from ..stores import BaseStore, CodecStore, DiskStore, ReadOnly, TieredStore
+from . import _layout as layout
+from ._guard_format import GuardFormatError, dump_guards, load_guards
+from ._manifest import Manifest, ManifestError
+
+logger = logging.getLogger("compilecache.artifacts")
+
+INDEX_LIMIT = 32  # entries remembered per function for explanations
+
+
+@dataclass
+class ArtifactStats:
+    """What the hooks did in this process."""
+
+    loaded: int = 0
+    misses: int = 0
+    saved: int = 0
+    load_failures: int = 0
+    waited: int = 0
+    lock_timeouts: int = 0
+    admission_skips: int = 0
+    bypasses: collections.Counter[str] = field(default_factory=collections.Counter)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Which compiled artifacts are worth persisting: at least ``min_compile_seconds`` to
+    compile and at most ``max_bytes`` big (None: no bound)."""
+
+    min_compile_seconds: float = 0.0
+    max_bytes: int | None = None
+
+    def admits(self, compile_seconds: float, size: int) -> bool:
+        if compile_seconds < self.min_compile_seconds:
+            return False
+        return self.max_bytes is None or size <= self.max_bytes
+
+
+def persistable(backend: Any) -> bool:
+    return callable(getattr(backend, "dumps", None)) and callable(getattr(backend, "loads", None))
+
+
+class ArtifactHooks:
+    """Persistence for jit functions through ``store`` (see the module docstring).
+
+    ``salt`` (``COMPILECACHE_SALT``) and ``key_extra`` enter every key. ``lock_timeout`` bounds
+    the wait for another process's compile; ``lock_ttl`` is how long a lock lives unreleased.
+    """
+
+    def __init__(
+        self,
+        store: BaseStore,
+        *,
+        salt: str | None = None,
+        key_extra: Any = None,
+        admission: Admission | None = None,
+        lock_factory: Callable[[str], Lock] | None = None,
+        lock_timeout: float = 300.0,
+        lock_ttl: float = 600.0,
+        poll: float = 0.05,
+    ) -> None:
+        self.store = store
+        self.salt = salt
+        self.key_extra = key_extra
+        self.admission = admission or Admission()
+        self.lock_timeout = lock_timeout
+        self.poll = poll
+        self.stats = ArtifactStats()
+        self._lock_factory = lock_factory or default_lock_factory(store, lock_ttl)
+        self._logged: set[str] = set()
+        self._log_lock = threading.Lock()
+
+    # -- the DispatchHooks protocol -------------------------------------------------------
+    def load(self, request: CompileRequest) -> Iterable[LoadedEntry]:
+        if not persistable(request.backend):
+            return ()
+        key = self.key_of(request)
+        if key is None:
+            return ()
+        found = self._read(request, key)
+        if found is not None:
+            return (found,)
+        self.stats.misses += 1
+        lock = self._lock_factory(layout.lock_name(key.digest))
+        deadline = time.monotonic() + self.lock_timeout
+        waited = False
+        while True:
+            try:
+                if lock.acquire(timeout=0):
+                    request.options["lock"] = lock
+                    # Another process may have finished between our read and our lock.
+                    found = self._read(request, key) if waited else None
+                    return (found,) if found is not None else ()
+            except Exception as error:  # no store answers: compile without the lock
+                self._note("lock", f"lock on the store failed ({error!r}); compiling without it")
+                return ()
+            if not waited:
+                waited = True
+                self.stats.waited += 1
+                logger.info("waiting for another process compiling %s", request.fn.__qualname__)
+            found = self._read(request, key)
+            if found is not None:
+                return (found,)
+            if time.monotonic() >= deadline:
+                self.stats.lock_timeouts += 1
+                self._note(
+                    "lock-timeout",
+                    f"waited {self.lock_timeout:.0f} s for another process compiling "
+                    f"{request.fn.__qualname__}; compiling here too",
+                )
+                return ()
+            time.sleep(self.poll)
+
+    def save(self, request: CompileRequest, entry: CacheEntry) -> None:
+        try:
+            key: CacheKey | None = request.options.get("key")
+            if key is None or not persistable(request.backend):
+                return
+            artifact = request.backend.dumps(entry.compiled)
+            if not isinstance(artifact, bytes):
+                raise TypeError(f"backend dumps returned {type(artifact).__name__}, not bytes")
+            if not self.admission.admits(entry.compile_seconds, len(artifact)):
+                self.stats.admission_skips += 1
+                return
+            manifest = Manifest.build(
+                key,
+                function=f"{request.fn.__module__}:{request.fn.__qualname__}",
+                backend=request.backend_name,
+                guards=request.options["guards"],
+                spec=request.spec.describe(),
+                compile_seconds=entry.compile_seconds,
+                artifact=artifact,
+            )
+            # The artifact first, the manifest last: the manifest is what publishes the entry.
+            self.store.put(layout.artifact_key(key.digest), artifact)
+            self.store.put(layout.manifest_key(key.digest), manifest.to_bytes())
+            self.stats.saved += 1
+            self._index(request.fn, key, manifest)  # type: ignore[arg-type]
+        finally:
+            self.finish(request)
+
+    def finish(self, request: CompileRequest) -> None:
+        """Release the key's lock (after a save, or a compile that failed)."""
+        lock = request.options.pop("lock", None)
+        if lock is not None:
+            try:
+                lock.release()
+            except Exception as error:
+                self._note("unlock", f"releasing a compile lock failed: {error!r}")
+
+    # -- keys -----------------------------------------------------------------------------
+    def key_of(self, request: CompileRequest) -> CacheKey | None:
+        """The key of ``request`` (cached on it), or None after counting why it has none."""
+        if "key" in request.options:
+            key: CacheKey | None = request.options["key"]
+            return key
+        try:
+            guards = dump_guards(request.guards)
+            key = build_key(
+                request.fn,  # type: ignore[arg-type]
+                guards_data=guards,
+                described=request.spec.describe(),
+                backend=request.backend,
+                backend_name=request.backend_name,
+                salt=self.salt,
+                key_extra=self.key_extra,
+            )
+        except Unfingerprintable as error:
+            self.stats.bypasses[error.reason] += 1
+            self._note(
+                f"bypass:{error.reason}",
+                f"not persisting {request.fn.__qualname__}: {error.reason}",
+            )
+            request.options["key"] = None
+            return None
+        request.options["key"] = key
+        request.options["guards"] = guards
+        return key
+
+    # -- reading --------------------------------------------------------------------------
+    def _read(self, request: CompileRequest, key: CacheKey) -> LoadedEntry | None:
+        data = self.store.get(layout.manifest_key(key.digest))
+        if data is None:
+            return None
+        try:
+            manifest = Manifest.from_bytes(data, key.digest)
+            artifact = self.store.get(layout.artifact_key(key.digest))
+            if artifact is None:
+                raise ManifestError("artifact missing")
+            manifest.check_artifact(artifact)
+            guards = load_guards(manifest.guards, request.fn.__globals__, request.inputs.cells)
+            compiled = request.backend.loads(artifact)
+            if not callable(compiled):
+                raise TypeError("backend loads returned something not callable")
+        except (ManifestError, GuardFormatError, Unfingerprintable, Exception) as error:
+            # A bad or unloadable entry is a miss: counted, and the next compile replaces it.
+            self.stats.load_failures += 1
+            self._note(
+                f"load:{key.digest}",
+                f"stored entry of {request.fn.__qualname__} is unusable ({error!r}); recompiling",
+            )
+            return None
+        self.stats.loaded += 1
+        return LoadedEntry(
+            guards,
+            compiled,
+            request.spec,
+            annotation=f"loaded from the store (key {key.digest[:12]})",
+            compile_seconds=manifest.compile_seconds,
+            artifact=key.digest,
+        )
+
+    def _index(self, fn: types.FunctionType, key: CacheKey, manifest: Manifest) -> None:
+        """Remember this entry's components under the function, for explanations."""
+        name = layout.index_key(layout.function_id(fn))
+        try:
+            raw = self.store.get(name)
+            index = json.loads(raw) if raw else {}
+            if not isinstance(index, dict):
+                index = {}
+        except ValueError:
+            index = {}
+        entries = index.get("entries", {}) if isinstance(index.get("entries"), dict) else {}
+        entries[key.digest] = {"components": key.as_json(), "created": manifest.created}
+        if len(entries) > INDEX_LIMIT:
+            newest = sorted(entries.items(), key=lambda item: item[1].get("created", 0))
+            entries = dict(newest[-INDEX_LIMIT:])
+        index = {"function": manifest.function, "entries": entries}
+        self.store.put(name, json.dumps(index, sort_keys=True).encode())
+
+    def _note(self, topic: str, message: str) -> None:
+        """Log ``message`` once per topic (a reason repeated on every call is noise)."""
+        with self._log_lock:
+            if topic in self._logged:
+                return
+            self._logged.add(topic)
+        logger.warning("%s", message)
+
+
+def _layers(store: BaseStore) -> list[BaseStore]:
+    if isinstance(store, (CodecStore, ReadOnly)):
+        return _layers(store.inner)
+    if isinstance(store, TieredStore):
+        return [layer for tier in store.tiers for layer in _layers(tier)]
+    return [store]
+
+
+def default_lock_factory(store: BaseStore, ttl: float) -> Callable[[str], Lock]:
+    """A Redis lock when the store has a Redis tier (it spans machines), else a file lock in
+    the disk store's directory, else a lock local to this process's temp directory."""
+    layers = _layers(store)
+    for layer in layers:
+        if layer.remote and hasattr(layer, "_client"):
+            client = layer._client
+            return lambda name: RedisLock(client, name, ttl=ttl)
+    for layer in layers:
+        if isinstance(layer, DiskStore):
+            directory = layer.root / "locks"
+            return lambda name: FileLock(directory, name, ttl=ttl)
+    import tempfile
+
+    fallback = f"{tempfile.gettempdir()}/compilecache-locks"
+    return lambda name: FileLock(fallback, name, ttl=ttl)

@@ -1,0 +1,195 @@
+"""Persistent artifacts: warm starts across processes, compile once, take-over, corruption."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import compilecache
+from artifactbackend import FileLoggedBackend, compiles
+from compilecache.artifacts import ArtifactHooks
+from compilecache.dispatch import cache_entries, jit, reset
+from compilecache.stores import DiskStore
+
+TESTS = Path(__file__).parent
+
+MODULE = """
+import numpy as np
+
+SCALE = 3
+
+def helper(x):
+    return x * SCALE
+
+def f(x, n):
+    return helper(x) + n
+"""
+
+SCRIPT = """
+import sys, json
+sys.path[:0] = [{tests!r}, {workdir!r}]
+import numpy as np
+import compilecache
+from artifactbackend import FileLoggedBackend
+import userpkg
+f = compilecache.jit(userpkg.f, backend=FileLoggedBackend({log!r}, delay={delay}))
+result = f(np.arange(4.0), 2)
+print(json.dumps([result[0], result[1].tolist()]))
+"""
+
+
+def write_module(workdir: Path, source: str = MODULE) -> None:
+    (workdir / "userpkg.py").write_text(textwrap.dedent(source))
+
+
+def run_script(workdir: Path, cache: Path, log: Path, delay: float = 0.0) -> subprocess.Popen:
+    script = SCRIPT.format(tests=str(TESTS), workdir=str(workdir), log=str(log), delay=delay)
+    env = {**os.environ, "COMPILECACHE_DIR": str(cache), "PYTHONHASHSEED": "random"}
+    env.pop("COMPILECACHE_REMOTE", None)
+    return subprocess.Popen(
+        [sys.executable, "-c", script],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen, timeout: float = 120) -> str:
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, err
+    return out.strip()
+
+
+def test_warm_start_in_a_fresh_process_skips_the_backend(tmp_path: Path) -> None:
+    write_module(tmp_path)
+    cache, log = tmp_path / "cache", tmp_path / "compiles.log"
+    first = finish(run_script(tmp_path, cache, log))
+    assert first == '["compiled", [2.0, 5.0, 8.0, 11.0]]'
+    assert compiles(log) == 1
+    second = finish(run_script(tmp_path, cache, log))
+    assert second == '["loaded", [2.0, 5.0, 8.0, 11.0]]'
+    assert compiles(log) == 1, "the second process compiled instead of loading"
+
+
+def test_editing_a_helper_in_another_module_recompiles(tmp_path: Path) -> None:
+    write_module(tmp_path)
+    cache, log = tmp_path / "cache", tmp_path / "compiles.log"
+    finish(run_script(tmp_path, cache, log))
+    write_module(tmp_path, MODULE.replace("return x * SCALE", "return x * SCALE * 2"))
+    assert finish(run_script(tmp_path, cache, log)) == '["compiled", [2.0, 8.0, 14.0, 20.0]]'
+    assert compiles(log) == 2
+    write_module(tmp_path, "\n\n# a comment moves everything down\n" + MODULE)
+    assert finish(run_script(tmp_path, cache, log)).startswith('["loaded"')
+    assert compiles(log) == 2, "moving the code by a few lines must not change the key"
+
+
+@pytest.mark.slow
+def test_four_cold_processes_compile_once(tmp_path: Path) -> None:
+    write_module(tmp_path)
+    cache, log = tmp_path / "cache", tmp_path / "compiles.log"
+    processes = [run_script(tmp_path, cache, log, delay=1.5) for _ in range(4)]
+    outputs = [finish(process) for process in processes]
+    assert compiles(log) == 1, (log.read_text(), outputs)
+    assert sorted(o.split(",")[0] for o in outputs) == ['["compiled"'] + ['["loaded"'] * 3
+
+
+@pytest.mark.slow
+def test_a_killed_compiler_does_not_block_the_others(tmp_path: Path) -> None:
+    write_module(tmp_path)
+    cache, log = tmp_path / "cache", tmp_path / "compiles.log"
+    stuck = run_script(tmp_path, cache, log, delay=60)
+    deadline = time.monotonic() + 60
+    while compiles(log) == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list((cache / "locks").glob("*.lock")), "the compiling process holds no lock"
+    stuck.send_signal(signal.SIGKILL)
+    stuck.wait(10)
+    started = time.monotonic()
+    assert finish(run_script(tmp_path, cache, log)).startswith('["compiled"')
+    assert time.monotonic() - started < 30, "the dead owner's lock was waited out"
+    assert compiles(log) == 2
+
+
+def test_a_corrupt_artifact_is_recompiled_and_replaced(tmp_path: Path) -> None:
+    write_module(tmp_path)
+    cache, log = tmp_path / "cache", tmp_path / "compiles.log"
+    finish(run_script(tmp_path, cache, log))
+    store = DiskStore(cache)
+    (artifact_key,) = [k for k in store.keys() if k.startswith("cc1/a/")]
+    store.put(artifact_key, b"not the artifact that was compiled")
+    assert finish(run_script(tmp_path, cache, log)).startswith('["compiled"')
+    assert compiles(log) == 2
+    assert finish(run_script(tmp_path, cache, log)).startswith('["loaded"')
+    assert compiles(log) == 2
+
+
+def in_process_hooks(tmp_path: Path) -> ArtifactHooks:
+    return ArtifactHooks(DiskStore(tmp_path / "cache"), lock_timeout=5)
+
+
+def test_unkeyable_calls_are_counted_bypasses_that_still_run(tmp_path: Path) -> None:
+    hooks = in_process_hooks(tmp_path)
+    backend = FileLoggedBackend(str(tmp_path / "log"))
+
+    class Opaque:
+        factor = 2
+
+    opaque = Opaque()
+
+    def scaled(x: int) -> int:
+        return x * opaque.factor
+
+    f = jit(scaled, backend=backend, hooks=hooks)
+    assert f(3) == ("compiled", 6)
+    assert hooks.stats.saved == 0
+    assert any("closure value opaque" in reason for reason in hooks.stats.bypasses)
+
+
+def test_in_process_round_trip_and_salt(tmp_path: Path) -> None:
+    hooks = in_process_hooks(tmp_path)
+    backend = FileLoggedBackend(str(tmp_path / "log"))
+    sys.path.insert(0, str(tmp_path))
+    write_module(tmp_path)
+    try:
+        import userpkg  # type: ignore[import-not-found]
+
+        f = jit(userpkg.f, backend=backend, hooks=hooks)
+        assert f(1.5, 1)[0] == "compiled" and hooks.stats.saved == 1
+        reset()
+        assert f(1.5, 1)[0] == "loaded" and hooks.stats.loaded == 1
+        assert cache_entries(f)[0].precompiled
+        salted = ArtifactHooks(DiskStore(tmp_path / "cache"), salt="other-run")
+        reset()
+        g = jit(userpkg.f, backend=backend, hooks=salted)
+        assert g(1.5, 1)[0] == "compiled"  # another salt, another key
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("userpkg", None)
+
+
+def test_default_hooks_follow_the_configuration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COMPILECACHE_DIR", str(tmp_path / "configured"))
+    compilecache.default_hooks.reset()
+    try:
+        backend = FileLoggedBackend(str(tmp_path / "log"))
+        sys.path.insert(0, str(tmp_path))
+        write_module(tmp_path)
+        import userpkg
+
+        f = jit(userpkg.f, backend=backend)
+        f(1.0, 2)
+        assert any(k.startswith("cc1/m/") for k in DiskStore(tmp_path / "configured").keys())
+    finally:
+        compilecache.default_hooks.reset()
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("userpkg", None)
