@@ -145,7 +145,9 @@ class DependencyWalker:
                 )
 
     def reached(self, where: str, value: Any, label: str) -> None:
-        if type(value) in _CONSTANTS or (type(value) in (tuple, frozenset) and _constant(value)):
+        if _constant(value):
+            # Containers of constants count by their contents now (a mutable dict or list of
+            # settings included: the key is computed when the entry is compiled or looked up).
             self._add(f"{where}", "constant", repr(value)[:80], encode(value))
             return
         if isinstance(value, types.ModuleType):
@@ -226,6 +228,11 @@ class DependencyWalker:
 
 
 def _constant(value: Any) -> bool:
-    if type(value) in _CONSTANTS:
+    kind = type(value)
+    if kind in _CONSTANTS:
         return True
-    return type(value) in (tuple, frozenset) and all(_constant(item) for item in value)
+    if kind in (tuple, frozenset, list, set):
+        return all(_constant(item) for item in value)
+    if kind is dict:
+        return all(_constant(k) and _constant(v) for k, v in value.items())
+    return False
