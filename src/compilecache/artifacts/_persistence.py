@@ -162,6 +162,9 @@ class ArtifactHooks:
             self.store.put(layout.manifest_key(key.digest), manifest.to_bytes())
             self.stats.saved += 1
             self._index(request.fn, key, manifest)  # type: ignore[arg-type]
+            # Remote writes may be queued: publish them before releasing the lock, or a process
+            # waiting for this key would find neither the lock nor the entry and compile again.
+            _flush(self.store)
         finally:
             self.finish(request)
 
@@ -261,6 +264,13 @@ class ArtifactHooks:
                 return
             self._logged.add(topic)
         logger.warning("%s", message)
+
+
+def _flush(store: BaseStore, timeout: float = 60.0) -> None:
+    if isinstance(store, (CodecStore, ReadOnly)):
+        _flush(store.inner, timeout)
+    elif isinstance(store, TieredStore):
+        store.flush(timeout)
 
 
 def _layers(store: BaseStore) -> list[BaseStore]:
