@@ -44,6 +44,15 @@ from .dispatch import set_default_hooks as _set_default_hooks
 default_hooks = _ConfiguredHooks()
 _set_default_hooks(default_hooks)
 
+
+def explain(fn: object, *args: object, **kwargs: object) -> object:
+    """Why ``fn(*args, **kwargs)`` would (not) find its compiled entry in the store: see
+    :func:`compilecache.artifacts.explain`."""
+    from .artifacts._explain import explain as _explain
+
+    return _explain(fn, *args, **kwargs)
+
+
 __all__ = [
     "Action",
     "BackendCompileError",
@@ -63,6 +72,7 @@ __all__ = [
     "cache_entries",
     "disable",
     "dispatch_stats",
+    "explain",
     "explain_miss",
     "install_compiler_interface",
     "jit",

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from ._default import ConfiguredHooks as ConfiguredHooks
 
 if TYPE_CHECKING:
+    from ._explain import Explanation as Explanation
+    from ._explain import explain as explain
     from ._persistence import Admission as Admission
     from ._persistence import ArtifactHooks as ArtifactHooks
     from ._persistence import ArtifactStats as ArtifactStats
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 _LAZY = dict.fromkeys(
     ("Admission", "ArtifactHooks", "ArtifactStats", "persistable"), "._persistence"
 )
+_LAZY.update(dict.fromkeys(("explain", "Explanation"), "._explain"))
 
 
 def __getattr__(name: str) -> Any:
@@ -28,4 +31,12 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Admission", "ArtifactHooks", "ArtifactStats", "ConfiguredHooks", "persistable"]
+__all__ = [
+    "Admission",
+    "ArtifactHooks",
+    "ArtifactStats",
+    "ConfiguredHooks",
+    "Explanation",
+    "explain",
+    "persistable",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 import time
@@ -262,10 +263,20 @@ class Dispatcher:
             message,
         )
 
-    def _make_entry(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any], inputs: Inputs
-    ) -> CacheEntry:
-        builder = GuardBuilder(self.state.shapes, self.dynamic)
+    def request_for(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> CompileRequest:
+        """The compile request a miss of this call would make, built without changing any
+        state (shape observations are copied): for explanations."""
+        inputs = self.inputs(args, kwargs)
+        builder = GuardBuilder(copy.deepcopy(self.state.shapes), self.dynamic)
+        return self._request(builder, args, kwargs, inputs)
+
+    def _request(
+        self,
+        builder: GuardBuilder,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        inputs: Inputs,
+    ) -> CompileRequest:
         for name, value in inputs.arguments.items():
             kind = self.signature.parameters[name].kind
             builder.argument(name, value, keyword_dict=kind is inspect.Parameter.VAR_KEYWORD)
@@ -277,7 +288,7 @@ class Dispatcher:
         for name in self.global_names:
             builder.global_name(name, self.fn.__globals__)
         guards, spec = builder.result()
-        request = CompileRequest(
+        return CompileRequest(
             self.fn,
             args,
             kwargs,
@@ -288,6 +299,12 @@ class Dispatcher:
             self.identity,
             self.backend_name,
         )
+
+    def _make_entry(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], inputs: Inputs
+    ) -> CacheEntry:
+        builder = GuardBuilder(self.state.shapes, self.dynamic)
+        request = self._request(builder, args, kwargs, inputs)
         try:
             try:
                 for loaded in self.hooks.load(request):
