@@ -53,6 +53,36 @@ def explain(fn: object, *args: object, **kwargs: object) -> object:
     return _explain(fn, *args, **kwargs)
 
 
+def export_bundle(path: str, **options: object) -> object:
+    """Write the configured store's entries into a bundle file (see
+    :func:`compilecache.artifacts.export_bundle`; ``store`` and ``secret`` default to the
+    configuration's)."""
+    from .artifacts._bundle import export_bundle as _export
+
+    store, secret = _configured(options)
+    return _export(path, store=store, secret=secret, **options)  # type: ignore[arg-type]
+
+
+def import_bundle(path: str, **options: object) -> object:
+    """Import a bundle file into the configured store (see
+    :func:`compilecache.artifacts.import_bundle`)."""
+    from .artifacts._bundle import import_bundle as _import
+
+    store, secret = _configured(options)
+    return _import(path, store=store, secret=secret, **options)  # type: ignore[arg-type]
+
+
+def _configured(options: dict[str, object]) -> tuple[object, object]:
+    config = Config.from_env()
+    store = options.pop("store", None)
+    if store is None:
+        from .stores import open_store
+
+        store = open_store(config)
+    secret = options.pop("secret", config.secret)
+    return store, secret
+
+
 __all__ = [
     "Action",
     "BackendCompileError",
@@ -74,6 +104,8 @@ __all__ = [
     "dispatch_stats",
     "explain",
     "explain_miss",
+    "export_bundle",
+    "import_bundle",
     "install_compiler_interface",
     "jit",
     "mark_dynamic",

@@ -12,6 +12,10 @@ from typing import TYPE_CHECKING, Any
 from ._default import ConfiguredHooks as ConfiguredHooks
 
 if TYPE_CHECKING:
+    from ._bundle import BundleError as BundleError
+    from ._bundle import BundleReport as BundleReport
+    from ._bundle import export_bundle as export_bundle
+    from ._bundle import import_bundle as import_bundle
     from ._explain import Explanation as Explanation
     from ._explain import explain as explain
     from ._persistence import Admission as Admission
@@ -23,6 +27,9 @@ _LAZY = dict.fromkeys(
     ("Admission", "ArtifactHooks", "ArtifactStats", "persistable"), "._persistence"
 )
 _LAZY.update(dict.fromkeys(("explain", "Explanation"), "._explain"))
+_LAZY.update(
+    dict.fromkeys(("export_bundle", "import_bundle", "BundleError", "BundleReport"), "._bundle")
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -35,8 +42,12 @@ __all__ = [
     "Admission",
     "ArtifactHooks",
     "ArtifactStats",
+    "BundleError",
+    "BundleReport",
     "ConfiguredHooks",
     "Explanation",
     "explain",
+    "export_bundle",
+    "import_bundle",
     "persistable",
 ]
