@@ -226,3 +226,30 @@ def test_keys_are_identical_across_processes_and_hash_seeds(workdir: Path) -> No
         )
         digests.add(out.stdout.strip())
     assert len(digests) == 1, digests
+
+
+def test_fast_bytecode_scan_agrees_with_dis() -> None:
+    import dis
+    import inspect
+    import json as json_module
+    import types
+
+    from compilecache.keys._code import code_loads
+
+    functions = [
+        value
+        for module in (json_module, inspect, dis)
+        for value in vars(module).values()
+        if isinstance(value, types.FunctionType)
+    ]
+    assert len(functions) > 50
+    for fn in functions:
+        expected: dict[str, None] = {}
+        stack = [fn.__code__]
+        while stack:
+            code = stack.pop()
+            for instruction in dis.get_instructions(code):
+                if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
+                    expected.setdefault(str(instruction.argval).removeprefix("NULL + "))
+            stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+        assert set(code_loads(fn.__code__).globals) == set(expected), fn.__qualname__

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dis
 import functools
 import hashlib
+import sys
 import threading
 import types
 import weakref
@@ -60,22 +61,25 @@ def code_digest(code: types.CodeType) -> bytes:
         cached = _cached(_digests, code)  # type: ignore[arg-type]
     if cached is not None:
         return cached  # type: ignore[return-value]
-    parts = (
+    # These fields hold only str, int and tuples of str: their repr is canonical, and much
+    # cheaper than the general encoding (this runs for every function a key reaches).
+    plain = (
         code.co_name,
         getattr(code, "co_qualname", code.co_name),
         code.co_argcount,
         code.co_posonlyargcount,
         code.co_kwonlyargcount,
         code.co_flags,
-        code.co_code,
         code.co_names,
         code.co_varnames,
         code.co_freevars,
         code.co_cellvars,
-        getattr(code, "co_exceptiontable", b""),
     )
-    body = encode(parts) + encode(code.co_consts, _nested)
-    digest = hashlib.sha256(body).digest()
+    hasher = hashlib.sha256(repr(plain).encode())
+    hasher.update(code.co_code)
+    hasher.update(getattr(code, "co_exceptiontable", b""))
+    hasher.update(encode(code.co_consts, _nested))
+    digest = hasher.digest()
     with _lock:
         _remember(_digests, code, digest)  # type: ignore[arg-type]
     return digest
@@ -85,6 +89,36 @@ def _nested(value: object) -> bytes:
     if isinstance(value, types.CodeType):
         return code_digest(value)
     raise TypeError(f"unexpected {type(value).__name__} among code constants")
+
+
+_NAME_OPS = {"LOAD_GLOBAL", "LOAD_NAME", "LOAD_ATTR", "LOAD_METHOD"}
+# Where the name index sits in the argument: LOAD_GLOBAL (3.11+) and LOAD_ATTR (3.12+) keep a
+# flag in the low bit.
+_SHIFTED = {"LOAD_GLOBAL"} if sys.version_info < (3, 12) else {"LOAD_GLOBAL", "LOAD_ATTR"}
+if sys.version_info < (3, 11):
+    _SHIFTED = set()
+
+
+def _name_loads(code: types.CodeType) -> list[tuple[str, str]]:
+    """(opname, name) of the instructions of ``code`` that load names, in order; every other
+    instruction as ("", "") so that "a global followed by an attribute" stays adjacent."""
+    unpack = getattr(dis, "_unpack_opargs", None)
+    if unpack is None:  # a future Python without it: the public (slower) API
+        return [
+            (i.opname, str(i.argval).split(" + ")[-1]) if i.opname in _NAME_OPS else ("", "")
+            for i in dis.get_instructions(code)
+        ]
+    found: list[tuple[str, str]] = []
+    opnames = dis.opname
+    for _offset, op, arg in unpack(code.co_code):
+        opname = opnames[op]
+        if opname in {"CACHE", "EXTENDED_ARG"}:
+            continue
+        if opname in _NAME_OPS and arg is not None:
+            found.append((opname, code.co_names[arg >> 1 if opname in _SHIFTED else arg]))
+        else:
+            found.append(("", ""))
+    return found
 
 
 def code_loads(code: types.CodeType) -> CodeLoads:
@@ -99,14 +133,13 @@ def code_loads(code: types.CodeType) -> CodeLoads:
     while stack:
         current = stack.pop()
         previous_global: str | None = None
-        for instruction in dis.get_instructions(current):
-            if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
-                previous_global = str(instruction.argval).removeprefix("NULL + ")
-                names.setdefault(previous_global)
+        for opname, name in _name_loads(current):
+            if opname in ("LOAD_GLOBAL", "LOAD_NAME"):
+                previous_global = name
+                names.setdefault(name)
                 continue
-            if previous_global is not None and instruction.opname in ("LOAD_ATTR", "LOAD_METHOD"):
-                attribute = str(instruction.argval).removeprefix("NULL|self + ")
-                attributes.setdefault((previous_global, attribute))
+            if previous_global is not None and opname in ("LOAD_ATTR", "LOAD_METHOD"):
+                attributes.setdefault((previous_global, name))
             previous_global = None
         stack.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
     loads = CodeLoads(tuple(names), tuple(attributes))
