@@ -193,3 +193,31 @@ def test_default_hooks_follow_the_configuration(
         compilecache.default_hooks.reset()
         sys.path.remove(str(tmp_path))
         sys.modules.pop("userpkg", None)
+
+
+def test_admission_per_tier(tmp_path: Path) -> None:
+    from compilecache.artifacts import Admission
+    from compilecache.stores import MemoryStore, TieredStore
+
+    fast, slow = MemoryStore(name="fast"), MemoryStore(name="slow")
+    hooks = ArtifactHooks(
+        TieredStore([fast, slow]),
+        admission={"slow": Admission(min_compile_seconds=1.0), "fast": Admission(max_bytes=10_000)},
+    )
+    sys.path.insert(0, str(tmp_path))
+    write_module(tmp_path)
+    try:
+        import userpkg
+
+        f = jit(userpkg.f, backend=FileLoggedBackend(str(tmp_path / "log")), hooks=hooks)
+        f(1.0, 1)
+        assert any(k.startswith("cc1/m/") for k in fast.keys())
+        assert not any(k.startswith(("cc1/m/", "cc1/a/")) for k in slow.keys()), "reached slow"
+        assert hooks.stats.admission_skips == {"slow": 1}
+        small = ArtifactHooks(MemoryStore(), admission=Admission(max_bytes=5))
+        reset()
+        jit(userpkg.f, backend=FileLoggedBackend(str(tmp_path / "log")), hooks=small)(1.0, 1)
+        assert small.stats.saved == 0 and small.stats.admission_skips["memory"] == 1
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("userpkg", None)

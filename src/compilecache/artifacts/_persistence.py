@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +44,7 @@ class ArtifactStats:
     load_failures: int = 0
     waited: int = 0
     lock_timeouts: int = 0
-    admission_skips: int = 0
+    admission_skips: collections.Counter[str] = field(default_factory=collections.Counter)
     bypasses: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
@@ -71,6 +71,9 @@ class ArtifactHooks:
 
     ``salt`` (``COMPILECACHE_SALT``) and ``key_extra`` enter every key. ``lock_timeout`` bounds
     the wait for another process's compile; ``lock_ttl`` is how long a lock lives unreleased.
+    ``admission`` decides which artifacts are worth storing: one :class:`Admission` for the
+    whole store, or one per tier name (``{"disk": Admission(), "redis": Admission(1.0)}``:
+    tiers not named admit everything); skips are counted per tier.
     """
 
     def __init__(
@@ -79,7 +82,7 @@ class ArtifactHooks:
         *,
         salt: str | None = None,
         key_extra: Any = None,
-        admission: Admission | None = None,
+        admission: Admission | Mapping[str, Admission] | None = None,
         lock_factory: Callable[[str], Lock] | None = None,
         lock_timeout: float = 300.0,
         lock_ttl: float = 600.0,
@@ -145,9 +148,6 @@ class ArtifactHooks:
             artifact = request.backend.dumps(entry.compiled)
             if not isinstance(artifact, bytes):
                 raise TypeError(f"backend dumps returned {type(artifact).__name__}, not bytes")
-            if not self.admission.admits(entry.compile_seconds, len(artifact)):
-                self.stats.admission_skips += 1
-                return
             manifest = Manifest.build(
                 key,
                 function=f"{request.fn.__module__}:{request.fn.__qualname__}",
@@ -158,8 +158,15 @@ class ArtifactHooks:
                 artifact=artifact,
             )
             # The artifact first, the manifest last: the manifest is what publishes the entry.
-            self.store.put(layout.artifact_key(key.digest), artifact)
-            self.store.put(layout.manifest_key(key.digest), manifest.to_bytes())
+            if not self._admitted_put(
+                [
+                    (layout.artifact_key(key.digest), artifact),
+                    (layout.manifest_key(key.digest), manifest.to_bytes()),
+                ],
+                entry.compile_seconds,
+                len(artifact),
+            ):
+                return
             self.stats.saved += 1
             self._index(request.fn, key, manifest)  # type: ignore[arg-type]
             # Remote writes may be queued: publish them before releasing the lock, or a process
@@ -167,6 +174,36 @@ class ArtifactHooks:
             _flush(self.store)
         finally:
             self.finish(request)
+
+    def _admitted_put(
+        self, writes: list[tuple[str, bytes]], compile_seconds: float, size: int
+    ) -> bool:
+        """Write ``writes`` in order where admission allows; return whether anything was."""
+        rules = self.admission
+        if isinstance(rules, Admission):
+            if not rules.admits(compile_seconds, size):
+                self.stats.admission_skips[self.store.name] += 1
+                return False
+            for name, value in writes:
+                self.store.put(name, value)
+            return True
+        # Per tier: write each admitting tier directly (through the codecs, if any, so that
+        # signing still applies).
+        store: BaseStore = self.store
+        encode: Callable[[str, bytes], bytes] = _identity_encode
+        if isinstance(store, CodecStore):
+            encode = store.encode
+            store = store.inner
+        tiers = store.tiers if isinstance(store, TieredStore) else (store,)
+        wrote = False
+        for tier in tiers:
+            if not rules.get(tier.name, Admission()).admits(compile_seconds, size):
+                self.stats.admission_skips[tier.name] += 1
+                continue
+            for name, value in writes:
+                tier.put(name, encode(name, value))
+            wrote = True
+        return wrote
 
     def finish(self, request: CompileRequest) -> None:
         """Release the key's lock (after a save, or a compile that failed)."""
@@ -264,6 +301,10 @@ class ArtifactHooks:
                 return
             self._logged.add(topic)
         logger.warning("%s", message)
+
+
+def _identity_encode(name: str, value: bytes) -> bytes:
+    return value
 
 
 def _flush(store: BaseStore, timeout: float = 60.0) -> None:

@@ -42,6 +42,10 @@ class CodecStore(BaseStore):
         self.remote = store.remote
         self._log = RateLimitedLog(logger, interval=300.0)
 
+    def encode(self, key: str, value: bytes) -> bytes:
+        """``value`` as this store writes it under ``key`` (through every codec)."""
+        return self._encode(key, value)
+
     def _encode(self, key: str, value: bytes) -> bytes:
         for codec in self.codecs:
             value = codec.encode(key, value)
