@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +31,16 @@ class Lock(Protocol):
     def release(self) -> None: ...
 
     def held(self) -> bool: ...
+
+
+def _hostname() -> str:
+    # os.uname, not socket.gethostname: importing socket costs milliseconds on the first miss.
+    uname = getattr(os, "uname", None)
+    if uname is not None:
+        return str(uname().nodename)
+    import socket
+
+    return socket.gethostname()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -61,8 +69,8 @@ class FileLock:
         self.ttl = ttl
         self.poll = poll
         self._clock = clock
-        self._token = secrets.token_hex(16)
-        self._host = socket.gethostname()
+        self._token = os.urandom(16).hex()
+        self._host = _hostname()
         self._owned = False
 
     def acquire(self, timeout: float) -> bool:
@@ -121,7 +129,7 @@ class FileLock:
             return False
         # Rename first: of several breakers only one wins the rename, so a fresh lock taken
         # by another breaker meanwhile is never deleted by mistake.
-        aside = self.path.with_name(f"{self.path.name}.stale-{secrets.token_hex(4)}")
+        aside = self.path.with_name(f"{self.path.name}.stale-{os.urandom(4).hex()}")
         try:
             os.rename(self.path, aside)
         except FileNotFoundError:
@@ -172,7 +180,7 @@ class RedisLock:
         self.name = name
         self.ttl = ttl
         self.poll = poll
-        self._token = secrets.token_hex(16)
+        self._token = os.urandom(16).hex()
         self._owned = False
         self._release = client.register_script(_RELEASE)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import platform
+import os
 import sys
 import types
 from dataclasses import dataclass, field
@@ -94,12 +94,28 @@ def backend_component(backend: Any, name: str) -> Component:
     )
 
 
+def _implementation() -> str:
+    name = sys.implementation.name
+    return {"cpython": "CPython", "pypy": "PyPy"}.get(name, name)
+
+
+def _platform() -> str:
+    # os.uname, not the platform module: importing it costs milliseconds on the first miss.
+    uname = getattr(os, "uname", None)
+    if uname is not None:
+        info = uname()
+        return f"{info.sysname} {info.machine}"
+    import platform
+
+    return f"{platform.system()} {platform.machine()}"
+
+
 def environment_component(backend: Any) -> Component:
     packages = {name: package_version(name) for name in getattr(backend, "packages", ())}
     summary = {
         "compilecache format": FORMAT_VERSION,
-        "python": f"{platform.python_implementation()} {sys.version.split()[0]}",
-        "platform": f"{platform.system()} {platform.machine()}",
+        "python": f"{_implementation()} {sys.version.split()[0]}",
+        "platform": _platform(),
         "packages": packages,
     }
     return Component("environment", _digest(json.dumps(summary, sort_keys=True).encode()), summary)

@@ -9,7 +9,6 @@ Files are never rewritten in place; a new value always gets a new file.
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ SUFFIX = ".val"
 
 def new_relative_name() -> str:
     """A fresh random file name under ``data/``, spread over 256 x 256 directories."""
-    token = secrets.token_hex(16)
+    token = os.urandom(16).hex()
     return f"{DATA_DIR}/{token[:2]}/{token[2:4]}/{token[4:]}{SUFFIX}"
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import secrets
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -420,7 +420,7 @@ class RedisStore(BaseStore):
         if len(frame) > self._part_size:
             size = self._part_size
             count = -(-len(frame) // size)
-            token = secrets.token_hex(16)
+            token = os.urandom(16).hex()
             parts = self._layout.parts(key, token, count)
 
             def send_parts(client: redis.Redis) -> None:
