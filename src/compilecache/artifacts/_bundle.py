@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import mmap
 import os
 import re
 import struct
@@ -163,10 +164,22 @@ def import_bundle(
         raise BundleError(f"cannot read bundle {str(source)!r}: {error}") from None
     if size > max_bytes:
         raise BundleError(f"bundle {source} is {size} bytes, over the {max_bytes}-byte limit")
-    data = source.read_bytes()
-    key_bytes = _secret_bytes(secret)
+    # Mapped, not read: slices of a memoryview are views, so a large bundle is not copied
+    # while it is checked; only the entries written become bytes.
+    with open(source, "rb") as file:
+        if size == 0:
+            raise BundleError(f"{source} is not a compilecache bundle (bad magic bytes)")
+        mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    # Not closed explicitly: views into it may still be referenced by an exception's traceback
+    # (closing then raises BufferError over the real error); it is unmapped when collected.
+    return _import(memoryview(mapped), source, store, _secret_bytes(secret))
+
+
+def _import(
+    data: memoryview, source: Path, store: BaseStore, key_bytes: bytes | None
+) -> BundleReport:
     header, body = _parse(data, key_bytes, source)
-    report = BundleReport(str(source), bytes=len(data))
+    report = BundleReport(str(source), bytes=data.nbytes)
     here = _environment()
     writes: dict[str, bytes] = {}
     offset = 0
@@ -181,8 +194,11 @@ def import_bundle(
         if hashlib.sha256(artifact).hexdigest() != entry["artifact_sha256"]:
             raise BundleError(f"bundle {source}: entry {key[:16]} artifact digest mismatch")
         try:
-            manifest = Manifest.from_bytes(manifest_bytes, key)
-            manifest.check_artifact(artifact)
+            manifest = Manifest.from_bytes(bytes(manifest_bytes), key)
+            if len(artifact) != manifest.artifact_size or (
+                hashlib.sha256(artifact).hexdigest() != manifest.artifact_sha256
+            ):
+                raise ManifestError("artifact does not match its manifest")
         except ManifestError as error:
             raise BundleError(f"bundle {source}: entry {key[:16]}: {error}") from None
         built = (manifest.components.get("environment") or {}).get("summary") or {}
@@ -197,31 +213,33 @@ def import_bundle(
         if store.get(layout.manifest_key(key)) is not None:
             report.skipped.append((key, "already in the store"))
             continue
-        writes[layout.artifact_key(key)] = artifact
-        writes[layout.manifest_key(key)] = manifest_bytes
+        writes[layout.artifact_key(key)] = bytes(artifact)
+        writes[layout.manifest_key(key)] = bytes(manifest_bytes)
         report.imported.append(key)
     if writes:
         store.put_many(writes)
     return report
 
 
-def _parse(data: bytes, secret: bytes | None, source: Path) -> tuple[dict[str, Any], bytes]:
-    if not data.startswith(MAGIC):
+def _parse(
+    data: memoryview, secret: bytes | None, source: Path
+) -> tuple[dict[str, Any], memoryview]:
+    if bytes(data[: len(MAGIC)]) != MAGIC:
         raise BundleError(f"{source} is not a compilecache bundle (bad magic bytes)")
     start = len(MAGIC) + _LENGTH.size
-    if len(data) < start:
+    if data.nbytes < start:
         raise BundleError(f"bundle {source} is truncated (no header)")
     (length,) = _LENGTH.unpack_from(data, len(MAGIC))
-    if length > MAX_HEADER or start + length > len(data):
+    if length > MAX_HEADER or start + length > data.nbytes:
         raise BundleError(f"bundle {source} is truncated or its header length is implausible")
     try:
-        header = json.loads(data[start : start + length])
+        header = json.loads(bytes(data[start : start + length]))
     except ValueError:
         raise BundleError(f"bundle {source}: the header is not JSON") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise BundleError(f"bundle {source}: unknown bundle format")
     signed = header.get("signed") is True
-    end = len(data)
+    end = data.nbytes
     if signed:
         end -= 32
         if end < start + length:
@@ -252,7 +270,7 @@ def _parse(data: bytes, secret: bytes | None, source: Path) -> tuple[dict[str, A
                 f"bundle {source} is not signed, and COMPILECACHE_SECRET requires signed bundles"
             )
         expected = hmac.new(secret, data[:end], hashlib.sha256).digest()
-        if not hmac.compare_digest(expected, data[end:]):
+        if not hmac.compare_digest(expected, bytes(data[end:])):
             raise BundleError(
                 f"bundle {source}: the signature does not verify (forged, altered, or signed "
                 "with another secret)"

@@ -66,11 +66,19 @@ class Explanation:
 def explain_against_index(key: CacheKey, index: dict[str, Any]) -> list[StoredMatch]:
     """The stored entries of ``index``, nearest first (fewest differing components)."""
     matches = []
-    for stored_key, record in index.get("entries", {}).items():
-        components = record.get("components", {})
-        matches.append(
-            StoredMatch(stored_key, float(record.get("created", 0)), differences(key, components))
-        )
+    entries = index.get("entries")
+    for stored_key, record in (entries if isinstance(entries, dict) else {}).items():
+        # The index is a hint any writer of the store may have damaged: skip what is malformed.
+        try:
+            components = record["components"]
+            if not isinstance(components, dict) or not all(
+                isinstance(c, dict) for c in components.values()
+            ):
+                continue
+            created = float(record.get("created", 0))
+            matches.append(StoredMatch(str(stored_key), created, differences(key, components)))
+        except (TypeError, ValueError, KeyError, AttributeError):
+            continue
     matches.sort(key=lambda match: (len(match.differences), -match.created))
     return matches
 
@@ -195,9 +203,9 @@ def explain(fn: Any, *args: Any, **kwargs: Any) -> Explanation:
     if not isinstance(hooks, ArtifactHooks):
         return Explanation(name, None, {}, bypass="this function has no store configured")
     request = dispatcher.request_for(args, kwargs)
-    key = hooks.key_of(request)
+    key = hooks.key_of(request, count=False)
     if key is None:
-        reasons = list(hooks.stats.bypasses)
-        return Explanation(name, None, {}, bypass=reasons[-1] if reasons else "not keyable")
+        reason = request.options.get("bypass", "not keyable")
+        return Explanation(name, None, {}, bypass=reason)
     stored = explain_against_index(key, read_index(hooks.store, dispatcher.fn))
     return Explanation(name, key.digest, key.as_json(), stored=stored)

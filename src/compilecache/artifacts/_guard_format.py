@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import builtins
 import enum
-import importlib
 import sys
 import types
 from typing import Any
@@ -35,6 +34,8 @@ def dump_value(value: Any) -> Any:
     kind = type(value)
     if value is None:
         return {"none": None}
+    if value is Ellipsis:
+        return {"ellipsis": None}
     if kind is bool:
         return {"bool": value}
     if kind is int:
@@ -75,6 +76,8 @@ def load_value(data: Any) -> Any:
     ((tag, body),) = data.items()
     if tag == "none":
         return None
+    if tag == "ellipsis":
+        return Ellipsis
     if tag == "bool" and isinstance(body, bool):
         return body
     if tag == "int":
@@ -110,10 +113,13 @@ def load_value(data: Any) -> Any:
 
 
 def _module(name: str) -> Any:
-    try:
-        return importlib.import_module(name)
-    except ImportError as error:
-        raise GuardFormatError(f"stored guards need {name}, which does not import") from error
+    # Only modules already imported: a legitimate guard names the type of a value in the
+    # current call, whose module is loaded. Importing what a stored manifest names would run
+    # the top-level code of any module on sys.path.
+    module = sys.modules.get(name)
+    if module is None:
+        raise GuardFormatError(f"stored guards name module {name}, which is not imported")
+    return module
 
 
 def resolve_type(name: Any) -> Any:
@@ -121,9 +127,7 @@ def resolve_type(name: Any) -> Any:
     if not isinstance(name, str) or ":" not in name or "<" in name:
         raise GuardFormatError(f"cannot resolve {name!r}")
     module_name, qualname = name.split(":", 1)
-    module = builtins if module_name == "builtins" else sys.modules.get(module_name)
-    if module is None:
-        module = _module(module_name)
+    module = builtins if module_name == "builtins" else _module(module_name)
     found: Any = module
     for part in qualname.split("."):
         found = getattr(found, part, None)
@@ -167,7 +171,8 @@ def load_path(data: Any) -> Path:
 
 
 def _is_dependency(path: Path) -> bool:
-    return path[0][0] in ("global", "cell")
+    """A global or closure value itself (not something inside it): pinned by the key."""
+    return len(path) == 1 and path[0][0] in ("global", "cell")
 
 
 def dump_guard(guard: Guard) -> dict[str, Any]:

@@ -72,7 +72,13 @@ class Manifest:
             raise ManifestError(f"manifest does not parse: {error!r}") from None
         if manifest.key != expected_key:
             raise ManifestError("manifest stored under another key")
-        if not isinstance(manifest.guards, list) or not isinstance(manifest.artifact_size, int):
+        if (
+            not isinstance(manifest.guards, list)
+            or not isinstance(manifest.artifact_size, int)
+            or not isinstance(manifest.components, dict)
+            or not all(isinstance(c, dict) for c in manifest.components.values())
+            or not isinstance(manifest.spec, list)
+        ):
             raise ManifestError("manifest fields have the wrong types")
         return manifest
 

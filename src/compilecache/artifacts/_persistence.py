@@ -118,7 +118,7 @@ class ArtifactHooks:
                 if lock.acquire(timeout=0):
                     request.options["lock"] = lock
                     # Another process may have finished between our read and our lock.
-                    found = self._read(request, key) if waited else None
+                    found = self._read(request, key)
                     return (found,) if found is not None else ()
             except Exception as error:  # no store answers: compile without the lock
                 self._note("lock", f"lock on the store failed ({error!r}); compiling without it")
@@ -215,8 +215,10 @@ class ArtifactHooks:
                 self._note("unlock", f"releasing a compile lock failed: {error!r}")
 
     # -- keys -----------------------------------------------------------------------------
-    def key_of(self, request: CompileRequest) -> CacheKey | None:
-        """The key of ``request`` (cached on it), or None after counting why it has none."""
+    def key_of(self, request: CompileRequest, *, count: bool = True) -> CacheKey | None:
+        """The key of ``request`` (cached on it), or None after counting why it has none (the
+        reason is then in ``request.options["bypass"]``; ``count=False`` neither counts nor
+        logs it, for explanations)."""
         if "key" in request.options:
             key: CacheKey | None = request.options["key"]
             return key
@@ -230,8 +232,13 @@ class ArtifactHooks:
                 backend_name=request.backend_name,
                 salt=self.salt,
                 key_extra=self.key_extra,
+                reached=_reached_through_arguments(request.guards),
             )
         except Unfingerprintable as error:
+            request.options["key"] = None
+            request.options["bypass"] = error.reason
+            if not count:
+                return None
             self.stats.bypasses[error.reason] += 1
             self._note(
                 f"bypass:{error.reason}",
@@ -301,6 +308,30 @@ class ArtifactHooks:
                 return
             self._logged.add(topic)
         logger.warning("%s", message)
+
+
+def _reached_through_arguments(guards: list[Any]) -> list[tuple[str, Any]]:
+    """Code an argument brings: functions, classes and modules matched by identity, and the
+    user classes that TYPE guards name (a dataclass argument's methods run in the call)."""
+    from ..dispatch._guards import GuardKind, path_text
+    from ..keys._deps import module_origin
+
+    found: list[tuple[str, Any]] = []
+    for guard in guards:
+        if guard.path[0][0] != "arg":
+            continue
+        value = guard.expected
+        if guard.kind is GuardKind.IDENTITY and isinstance(
+            value, (types.FunctionType, type, types.ModuleType)
+        ):
+            found.append((f"argument {path_text(guard.path)}", value))
+        elif (
+            guard.kind is GuardKind.TYPE
+            and isinstance(value, type)
+            and module_origin(value.__module__)[0] == "user"
+        ):
+            found.append((f"type of argument {path_text(guard.path)}", value))
+    return found
 
 
 def _identity_encode(name: str, value: bytes) -> bytes:

@@ -265,6 +265,10 @@ class GuardBuilder:
         if family == TORCH:
             add(Guard(path, K.DEVICE, meta.device, depth, 5))
             add(Guard(path, K.REQUIRES_GRAD, meta.requires_grad, depth, 5))
+            # What TensorGuards reads from dispatch keys, spelled out so that it survives being
+            # stored: a conjugate, negative or inference view computes differently.
+            flags = (bool(value.is_conj()), bool(value.is_neg()), bool(value.is_inference()))
+            add(Guard(path, K.TENSOR_FLAGS, flags, depth, 5))
         add(Guard(path, K.SHAPE, shape, depth, 5))
         if meta.strides is not None and 0 in meta.shape:
             # An empty array's strides mean nothing (numpy gives several for one shape):

@@ -24,7 +24,7 @@ from ._guard_eval import cell_is_empty
 from ._guards import MISSING, Guard, GuardKind, Path
 
 K = GuardKind
-_TENSOR_KINDS = (K.DTYPE, K.DEVICE, K.REQUIRES_GRAD, K.SHAPE, K.STRIDES)
+_TENSOR_KINDS = (K.DTYPE, K.DEVICE, K.REQUIRES_GRAD, K.SHAPE, K.STRIDES, K.TENSOR_FLAGS)
 
 
 class GuardSource:
@@ -181,6 +181,9 @@ def _clause(source: GuardSource, guard: Guard) -> str:
     if kind is K.DISTINCT:
         ids = ", ".join(f"{source.builtin('id')}({source.accessor(p)})" for p in expected)
         return f"{source.builtin('len')}({{{ids}}}) == {len(expected)}"
+    if kind is K.TENSOR_FLAGS:
+        flags = f"({value}.is_conj(), {value}.is_neg(), {value}.is_inference())"
+        return f"{flags} == {source.bind(expected)}"
     if kind is K.DTYPE:
         return f"{value}.dtype == {source.bind(expected)}"
     if kind is K.DEVICE:

@@ -112,6 +112,9 @@ def _holds(guard: Guard, value: Any) -> bool:
         return bool(value == expected[0]) and tuple(map(type, value)) == expected[1]
     if kind is K.ABSENT:
         return value is MISSING
+    if kind is K.TENSOR_FLAGS:
+        flags = (bool(value.is_conj()), bool(value.is_neg()), bool(value.is_inference()))
+        return bool(flags == expected)
     if kind is K.DTYPE:
         return bool(value.dtype == expected)
     if kind is K.DEVICE:
@@ -163,6 +166,9 @@ def failure_message(guard: Guard, actual: Any) -> str:
         target = expected()
         was = short_repr(target) if target is not None else "since garbage-collected"
         return f"{where}: expected the same object as when compiled ({was}), got another"
+    if kind is K.TENSOR_FLAGS:
+        flags = (bool(actual.is_conj()), bool(actual.is_neg()), bool(actual.is_inference()))
+        return f"{where} (is_conj, is_neg, is_inference): expected {expected}, got {flags}"
     if kind is K.TORCH_STATE:
         return f"{where}: expected {expected}, got {actual} (compiled under another setting)"
     if kind is K.DENSE:

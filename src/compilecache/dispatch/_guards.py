@@ -46,6 +46,7 @@ class GuardKind(enum.Enum):
     EMPTY_CELL = "empty_cell"  # a closure cell holds nothing yet
     ALIAS = "alias"  # v is the value at the path ``expected`` (the same object passed twice)
     DISTINCT = "distinct"  # the values at the paths in ``expected`` are distinct objects
+    TENSOR_FLAGS = "tensor_flags"  # (is_conj, is_neg, is_inference) of a torch tensor
     TORCH_STATE = "torch_state"  # torch's global state named by the path is expected
     DENSE = "dense"  # laid out densely in some order (required where strides are free)
     DTYPE = "dtype"  # v.dtype == expected

@@ -38,6 +38,8 @@ def encode(value: Any, function: Callable[[Any], bytes] | None = None) -> bytes:
     kind = type(value)
     if value is None:
         return b"N"
+    if value is Ellipsis:
+        return b"E"
     if kind is bool:
         return b"T" if value else b"F"
     if kind is int:
@@ -63,7 +65,10 @@ def encode(value: Any, function: Callable[[Any], bytes] | None = None) -> bytes:
     if isinstance(value, enum.Enum):
         return _frame(b"e", f"{qualified_name(kind)}.{value.name}".encode())
     if isinstance(value, type):
-        return _frame(b"y", qualified_name(value).encode())
+        # With a walker, a class counts by its members (a class in a closure or default is
+        # code the function runs); without one, by its name.
+        body = function(value) if function is not None else qualified_name(value).encode()
+        return _frame(b"y", body)
     if isinstance(value, (types.FunctionType, types.CodeType)) and function is not None:
         return _frame(b"p", function(value))
     dtype_or_device = _dtype_or_device(value)

@@ -26,11 +26,11 @@ _loads: dict[int, tuple[weakref.ref[types.CodeType], CodeLoads]] = {}
 
 @dataclass(frozen=True)
 class CodeLoads:
-    """The globals a code object (and code nested in it) loads, and ``global.attribute`` pairs
-    it reads (``layers.attention``: a helper reached through a module)."""
+    """The globals a code object (and code nested in it) loads, and the attribute chains it
+    reads from them (``("layers", "attention")``: a helper reached through a module)."""
 
     globals: tuple[str, ...]
-    attributes: tuple[tuple[str, str], ...]
+    attributes: tuple[tuple[str, ...], ...]
 
 
 def _cached(
@@ -128,19 +128,26 @@ def code_loads(code: types.CodeType) -> CodeLoads:
     if cached is not None:
         return cached  # type: ignore[return-value]
     names: dict[str, None] = {}
-    attributes: dict[tuple[str, str], None] = {}
+    attributes: dict[tuple[str, ...], None] = {}
     stack = [code]
     while stack:
         current = stack.pop()
-        previous_global: str | None = None
+        chain: list[str] = []  # a global followed by attribute loads: pkg.sub.scale
         for opname, name in _name_loads(current):
             if opname in ("LOAD_GLOBAL", "LOAD_NAME"):
-                previous_global = name
+                if len(chain) > 1:
+                    attributes.setdefault(tuple(chain))
+                chain = [name]
                 names.setdefault(name)
                 continue
-            if previous_global is not None and opname in ("LOAD_ATTR", "LOAD_METHOD"):
-                attributes.setdefault((previous_global, name))
-            previous_global = None
+            if chain and opname in ("LOAD_ATTR", "LOAD_METHOD"):
+                chain.append(name)
+                continue
+            if len(chain) > 1:
+                attributes.setdefault(tuple(chain))
+            chain = []
+        if len(chain) > 1:
+            attributes.setdefault(tuple(chain))
         stack.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
     loads = CodeLoads(tuple(names), tuple(attributes))
     with _lock:

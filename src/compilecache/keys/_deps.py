@@ -10,8 +10,8 @@ raises :class:`Unfingerprintable` naming it, and the call is not persisted.
 from __future__ import annotations
 
 import builtins
+import functools
 import hashlib
-import inspect
 import os
 import sys
 import types
@@ -91,20 +91,41 @@ def package_version(top_level: str) -> str:
 
 
 class DependencyWalker:
-    """Fingerprints a function and everything it reaches; one walker per key computation."""
+    """Fingerprints a function and everything it reaches; one walker per key computation.
+
+    Dependencies are recorded per object, not per name: two closures made by one factory, or
+    two lambdas, share a qualified name but each is fingerprinted (the second as ``name#2``,
+    in walk order, which is deterministic).
+    """
 
     def __init__(self) -> None:
         self.found: dict[str, Dependency] = {}
         self._functions: dict[int, bytes] = {}
+        self._objects: dict[int, str] = {}  # id of a walked object -> the name it got
+        self._keep: list[Any] = []  # keeps walked objects alive, so their ids stay theirs
+
+    def _name_for(self, value: Any, base: str) -> tuple[str, bool]:
+        """(the dependency name of ``value``, whether it was walked already)."""
+        known = self._objects.get(id(value))
+        if known is not None:
+            return known, True
+        name, number = base, 1
+        while name in self.found:
+            number += 1
+            name = f"{base}#{number}"
+        self._objects[id(value)] = name
+        self._keep.append(value)
+        return name, False
 
     def function_digest(self, fn: types.FunctionType) -> bytes:
         """The digest of ``fn``'s own code, defaults and closure values (its dependencies are
-        recorded in :attr:`found` as a side effect)."""
+        recorded in :attr:`found` as a side effect). Wrappers are fingerprinted as what they
+        are: their code and closure (which holds what they wrap), not unwrapped."""
         known = self._functions.get(id(fn))
         if known is not None:
             return known
         self._functions[id(fn)] = b"(in progress)"  # recursion (a function calling itself)
-        fn = inspect.unwrap(fn)
+        self._keep.append(fn)
         parts = [
             qualified_name(fn).encode(),
             code_digest(fn.__code__),
@@ -124,7 +145,8 @@ class DependencyWalker:
         return digest
 
     def walk_globals(self, fn: types.FunctionType) -> None:
-        """Record every global ``fn`` loads (and ``module.attribute`` it reads)."""
+        """Record every global ``fn`` loads, and what it reads through user modules
+        (``pkg.sub.scale``: every step of the chain while it is a user module)."""
         loads = code_loads(fn.__code__)
         namespace = fn.__globals__
         for name in loads.globals:
@@ -132,15 +154,21 @@ class DependencyWalker:
                 self.reached(f"global {name} of {fn.__module__}", namespace[name], name)
             elif not hasattr(builtins, name):
                 raise Unfingerprintable(f"global {name} of {fn.__qualname__} is not defined")
-        for base, attribute in loads.attributes:
-            module: Any = namespace.get(base)
-            user = (
-                isinstance(module, types.ModuleType) and module_origin(module.__name__)[0] == "user"
-            )
-            if user and hasattr(module, attribute):
-                self.reached(
-                    f"{module.__name__}.{attribute}", getattr(module, attribute), attribute
-                )
+        for chain in loads.attributes:
+            value: Any = namespace.get(chain[0])
+            where = chain[0]
+            for attribute in chain[1:]:
+                if not (
+                    isinstance(value, types.ModuleType)
+                    and module_origin(value.__name__)[0] == "user"
+                    and hasattr(value, attribute)
+                ):
+                    break
+                value = getattr(value, attribute)
+                where = f"{where}.{attribute}"
+                if not isinstance(value, types.ModuleType):
+                    self.reached(where, value, attribute)
+                    break
 
     def reached(self, where: str, value: Any, label: str) -> None:
         if _constant(value):
@@ -151,62 +179,103 @@ class DependencyWalker:
         if isinstance(value, types.ModuleType):
             kind, origin = module_origin(value.__name__)
             if kind != "user":
-                self._add(f"package {origin.split()[0]}", kind, origin, origin.encode())
-            return
-        wrapped = getattr(value, "__wrapped__", None)
-        if isinstance(value, types.FunctionType) or isinstance(wrapped, types.FunctionType):
-            chosen: Any = value if isinstance(value, types.FunctionType) else wrapped
-            target: Any = inspect.unwrap(chosen)
-            kind, origin = module_origin(target.__module__)
-            if kind == "user":
-                name = f"{target.__module__}:{target.__qualname__}"
-                if name not in self.found:
-                    self.found[name] = Dependency(name, "function", origin, b"")
-                    digest = self.function_digest(target)
-                    self.found[name] = Dependency(name, "function", origin, digest)
-            else:
-                self._add(f"package {origin.split()[0]}", kind, origin, origin.encode())
+                self._package(origin, kind)
             return
         if isinstance(value, type):
             self._class(value)
             return
-        module = getattr(value, "__module__", None)
-        if isinstance(value, (types.BuiltinFunctionType, types.MethodType)) or (
-            callable(value) and isinstance(module, str) and module_origin(module)[0] != "user"
-        ):
-            kind, origin = module_origin(module or "builtins")
-            self._add(f"package {origin.split()[0]}", kind, origin, origin.encode())
+        dispatcher = getattr(value, "__compilecache_dispatcher__", None)
+        if dispatcher is not None:  # a jit function: what counts is the function it compiles
+            self.reached(where, dispatcher.fn, label)
             return
-        raise Unfingerprintable(
-            f"{where} is a {qualified_name(type(value))} object, which has no stable "
-            "fingerprint: pass it as an argument, or make it a constant"
-        )
+        if isinstance(value, types.FunctionType):
+            kind, origin = module_origin(value.__module__)
+            if kind != "user":
+                self._package(origin, kind)
+                return
+            name, seen = self._name_for(value, f"{value.__module__}:{value.__qualname__}")
+            if not seen:
+                self.found[name] = Dependency(name, "function", origin, b"")
+                self.found[name] = Dependency(name, "function", origin, self.function_digest(value))
+            return
+        if isinstance(value, functools.partial):
+            name, seen = self._name_for(value, f"partial of {where}")
+            if not seen:
+                self.reached(where, value.func, label)
+                body = self._encode((value.args, value.keywords), f"arguments of {name}")
+                self.found[name] = Dependency(name, "partial", "", hashlib.sha256(body).digest())
+            return
+        if isinstance(value, types.MethodType):
+            owner = value.__self__
+            if isinstance(owner, (type, types.ModuleType)):
+                self.reached(where, owner, label)
+                self.reached(where, value.__func__, label)
+                return
+            raise Unfingerprintable(
+                f"{where} is a method bound to a {qualified_name(type(owner))} object, whose "
+                "state has no stable fingerprint: pass the object as an argument"
+            )
+        if isinstance(value, types.BuiltinFunctionType) or _is_ufunc(value):
+            module = getattr(value, "__module__", None) or "builtins"
+            kind, origin = module_origin(module)
+            self._package(origin, kind)
+            return
+        wrapped = getattr(value, "__wrapped__", None)
+        if wrapped is not None and module_origin(type(value).__module__)[0] == "stdlib":
+            # A standard-library wrapper object (functools.lru_cache, ...): what it runs is
+            # what it wraps.
+            self.reached(where, wrapped, label)
+            return
+        try:
+            body = encode(value)  # dtypes, devices, enum members and other encodable values
+        except Unfingerprintable:
+            raise Unfingerprintable(
+                f"{where} is a {qualified_name(type(value))} object, which has no stable "
+                "fingerprint: pass it as an argument, or make it a constant"
+            ) from None
+        self._add(where, "constant", repr(value)[:80], body)
 
-    def _class(self, cls: type) -> None:
+    def _package(self, origin: str, kind: str) -> None:
+        self._add(f"package {origin.split(maxsplit=1)[0]}", kind, origin, origin.encode())
+
+    def _class(self, cls: type) -> bytes:
+        """Record ``cls`` (user classes by their members) and return its digest."""
         kind, origin = module_origin(cls.__module__)
         if kind != "user":
-            self._add(f"package {origin.split()[0]}", kind, origin, origin.encode())
-            return
-        name = f"{cls.__module__}:{cls.__qualname__}"
-        if name in self.found:
-            return
+            self._package(origin, kind)
+            return origin.encode()
+        name, seen = self._name_for(cls, f"{cls.__module__}:{cls.__qualname__}")
+        if seen:
+            return self.found[name].digest
         self.found[name] = Dependency(name, "class", origin, b"")
-        parts = [name.encode()]
+        parts = [qualified_name(cls).encode()]
         for base in cls.__bases__:
             if base is not object:
-                self._class(base)
-                parts.append(qualified_name(base).encode())
+                parts.append(self._class(base))
         for attribute, raw in sorted(vars(cls).items()):
-            member = getattr(raw, "__func__", raw)  # staticmethod / classmethod
-            if isinstance(member, property):
-                member = member.fget
-            if isinstance(member, types.FunctionType):
-                parts.append(attribute.encode() + self.function_digest(member))
-            elif type(member) in _CONSTANTS:
-                parts.append(attribute.encode() + encode(member))
-        self.found[name] = Dependency(
-            name, "class", origin, hashlib.sha256(b"".join(parts)).digest()
-        )
+            parts.append(attribute.encode() + self._member(cls, attribute, raw))
+        digest = hashlib.sha256(b"".join(parts)).digest()
+        self.found[name] = Dependency(name, "class", origin, digest)
+        return digest
+
+    def _member(self, cls: type, attribute: str, raw: Any) -> bytes:
+        member = getattr(raw, "__func__", raw)  # staticmethod / classmethod
+        if isinstance(member, property):
+            accessors = (member.fget, member.fset, member.fdel)
+            return b"".join(self._member(cls, attribute, f) for f in accessors if f is not None)
+        if isinstance(member, functools.cached_property):
+            member = member.func
+        if isinstance(member, types.FunctionType):
+            return self.function_digest(member)
+        if isinstance(member, type):
+            return self._class(member)
+        if _constant(member):
+            return encode(member)
+        if attribute.startswith("__") and attribute.endswith("__"):
+            return b""  # interpreter bookkeeping: __dict__, __weakref__, __dataclass_fields__
+        if type(member).__name__ in ("member_descriptor", "getset_descriptor"):
+            return b""  # __slots__ entries
+        return self._encode(member, f"class attribute {attribute} of {cls.__qualname__}")
 
     def _add(self, name: str, kind: str, origin: str, body: bytes) -> None:
         if name not in self.found:
@@ -219,10 +288,17 @@ class DependencyWalker:
             raise Unfingerprintable(f"{where}: {error.reason}") from None
 
     def _encode_callable(self, value: Any) -> bytes:
+        if isinstance(value, type):
+            return self._class(value)
         if isinstance(value, types.FunctionType):
             self.reached(value.__qualname__, value, value.__name__)
             return self.function_digest(value)
         return code_digest(value)
+
+
+def _is_ufunc(value: Any) -> bool:
+    numpy = sys.modules.get("numpy")
+    return numpy is not None and isinstance(value, numpy.ufunc)
 
 
 def _constant(value: Any) -> bool:

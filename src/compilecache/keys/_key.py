@@ -148,6 +148,7 @@ def build_key(
     backend_name: str,
     salt: str | None,
     key_extra: Any = None,
+    reached: list[tuple[str, Any]] | None = None,
 ) -> CacheKey:
     """The key of compiling ``fn`` for a call whose guards are ``guards_data`` (stored form).
 
@@ -155,8 +156,13 @@ def build_key(
     fingerprinted stably (the call is then not persisted).
     """
     walker = DependencyWalker()
+    function = function_component(fn, walker)
+    # Code that reaches the function through its arguments (a function, class or module passed
+    # in, the class of a dataclass argument) is a dependency as much as a global is.
+    for where, value in reached or ():
+        walker.reached(where, value, where)
     components = (
-        function_component(fn, walker),
+        function,
         dependencies_component(walker),
         inputs_component(guards_data, described),
         backend_component(backend, backend_name),
