@@ -221,3 +221,14 @@ def test_admission_per_tier(tmp_path: Path) -> None:
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("userpkg", None)
+
+
+def test_a_damaged_lock_file_reads_as_stale(tmp_path: Path) -> None:
+    from compilecache._locks import FileLock
+
+    lock = FileLock(tmp_path, "k", ttl=60)
+    lock.path.write_text('{"token": "x", "pid": "not a pid", "host": "h", "expires": "soon"}')
+    assert not lock.held()
+    assert lock.acquire(timeout=1)
+    lock.release()
+    assert not lock.path.exists()

@@ -43,7 +43,24 @@ def _hostname() -> str:
     return socket.gethostname()
 
 
+def _as_int(value: object) -> int:
+    # A lock file written by something else (or damaged) must read as stale, never raise.
+    try:
+        return int(value)  # type: ignore[call-overload,no-any-return]
+    except (TypeError, ValueError):
+        return 0
+
+
+def _as_float(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
+
+
 def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -123,8 +140,8 @@ class FileLock:
         owner = self._owner()
         if owner is None:
             return True  # released meanwhile: try again at once
-        expired = float(owner.get("expires", 0)) < self._clock()
-        dead = owner.get("host") == self._host and not _pid_alive(int(owner.get("pid", 0)))
+        expired = _as_float(owner.get("expires")) < self._clock()
+        dead = owner.get("host") == self._host and not _pid_alive(_as_int(owner.get("pid")))
         if not (expired or dead):
             return False
         # Rename first: of several breakers only one wins the rename, so a fresh lock taken
@@ -159,8 +176,8 @@ class FileLock:
         owner = self._owner()
         if owner is None:
             return False
-        expired = float(owner.get("expires", 0)) < self._clock()
-        dead = owner.get("host") == self._host and not _pid_alive(int(owner.get("pid", 0)))
+        expired = _as_float(owner.get("expires")) < self._clock()
+        dead = owner.get("host") == self._host and not _pid_alive(_as_int(owner.get("pid")))
         return not (expired or dead)
 
 
