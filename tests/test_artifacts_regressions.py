@@ -19,22 +19,12 @@ import pytest
 
 from artifactbackend import FileLoggedBackend
 from compilecache.artifacts import ArtifactHooks, BundleError, explain, export_bundle, import_bundle
-from compilecache.dispatch import CompileRequest, LoadedEntry, jit, reset
+from compilecache.dispatch import jit, reset
 from compilecache.keys import CacheKey
 from compilecache.stores import DiskStore, MemoryStore
-
+from keyrecorder import KeyRecorder
 
 # -- helpers -----------------------------------------------------------------------------------
-class KeyRecorder(ArtifactHooks):
-    """Computes the key of each miss and never loads (so every call is keyed afresh)."""
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(MemoryStore(), **options)
-        self.keys: list[CacheKey | None] = []
-
-    def load(self, request: CompileRequest) -> tuple[LoadedEntry, ...]:
-        self.keys.append(self.key_of(request))
-        return ()
 
 
 @pytest.fixture

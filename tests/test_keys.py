@@ -17,10 +17,9 @@ import numpy as np
 import pytest
 
 from artifactbackend import FileLoggedBackend
-from compilecache.artifacts import ArtifactHooks
-from compilecache.dispatch import CompileRequest, LoadedEntry, jit, reset
+from compilecache.dispatch import jit, reset
 from compilecache.keys import CacheKey
-from compilecache.stores import MemoryStore
+from keyrecorder import KeyRecorder
 
 HELPERS = """
 SCALE = 3
@@ -41,16 +40,6 @@ def f(x, n=2):
     # a comment
     return np.asarray(helpers.scale(x)) + scale(n) + OFFSET
 """
-
-
-class KeyRecorder(ArtifactHooks):
-    def __init__(self, **options: Any) -> None:
-        super().__init__(MemoryStore(), **options)
-        self.keys: list[CacheKey | None] = []
-
-    def load(self, request: CompileRequest) -> tuple[LoadedEntry, ...]:
-        self.keys.append(self.key_of(request))
-        return ()
 
 
 @pytest.fixture

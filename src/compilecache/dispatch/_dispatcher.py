@@ -200,7 +200,9 @@ class Dispatcher:
 
     def explain(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[str]:
         """Why each entry rejects the call: ``"<compile id>: <first failing guard>"``."""
-        inputs = self.inputs(args, kwargs)
+        return self._reasons(self.inputs(args, kwargs))
+
+    def _reasons(self, inputs: Inputs) -> list[str]:
         reasons = []
         for entry in self.view.lookup:
             failure = first_failure(entry.guards, inputs)
@@ -235,7 +237,7 @@ class Dispatcher:
                 at_limit = len(self.view.entries) >= self.recompile_limit
                 # Explaining walks every guard in Python: only when someone will read it.
                 if at_limit or recompiles_log.isEnabledFor(logging.INFO):
-                    reasons = self.explain(args, kwargs)
+                    reasons = self._reasons(inputs)  # the call is bound already
                     recompiles_log.info(
                         "recompiling %s (entries: %d): %s",
                         self.fn.__qualname__,

@@ -112,7 +112,6 @@ _ATTRIBUTE = {
     GuardKind.REQUIRES_GRAD: "requires_grad",
     GuardKind.SHAPE: "shape",
     GuardKind.STRIDES: "strides",
-    GuardKind.KEYS: "keys()",
     GuardKind.KEYSET: "keys()",
 }
 

@@ -40,7 +40,8 @@ class Counters:
     """Thread-safe counters behind :class:`StoreStats`.
 
     Increments take a lock: ``+=`` on an attribute is not atomic across threads, and a lost count
-    would make stats lie exactly when they matter (under contention).
+    would make stats lie exactly when they matter (under contention). Hits, the hot path, take
+    none: they append to ``hit_sizes``, which :meth:`fold` sums into the totals.
     """
 
     __slots__ = (
