@@ -33,8 +33,9 @@ def qualified_name(kind: Any) -> str:
 
 
 def encode(value: Any, function: Callable[[Any], bytes] | None = None) -> bytes:
-    """The canonical bytes of ``value``. ``function`` encodes functions and code objects met
-    on the way (the key layer passes its fingerprinting); without it they are unencodable."""
+    """The canonical bytes of ``value``. ``function`` encodes functions, code objects and other
+    objects met on the way (the key layer passes its fingerprinting, which raises
+    :class:`Unfingerprintable` for objects it does not know); without it they are unencodable."""
     kind = type(value)
     if value is None:
         return b"N"
@@ -74,6 +75,8 @@ def encode(value: Any, function: Callable[[Any], bytes] | None = None) -> bytes:
     dtype_or_device = _dtype_or_device(value)
     if dtype_or_device is not None:
         return _frame(b"D", dtype_or_device.encode())
+    if function is not None:  # the key layer knows objects with a registered fingerprint
+        return _frame(b"o", function(value))
     raise Unfingerprintable(f"a {qualified_name(kind)} object has no stable encoding")
 
 

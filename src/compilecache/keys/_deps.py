@@ -21,6 +21,7 @@ from typing import Any
 
 from ._canonical import Unfingerprintable, encode, qualified_name
 from ._code import code_digest, code_loads
+from ._fingerprints import fingerprint_for
 
 _CONSTANTS = (int, float, complex, str, bytes, bool, type(None), range)
 
@@ -103,6 +104,7 @@ class DependencyWalker:
         self._functions: dict[int, bytes] = {}
         self._objects: dict[int, str] = {}  # id of a walked object -> the name it got
         self._keep: list[Any] = []  # keeps walked objects alive, so their ids stay theirs
+        self._where = "a value"  # what is being encoded, for naming fingerprinted objects
 
     def _name_for(self, value: Any, base: str) -> tuple[str, bool]:
         """(the dependency name of ``value``, whether it was walked already)."""
@@ -226,6 +228,9 @@ class DependencyWalker:
             # what it wraps.
             self.reached(where, wrapped, label)
             return
+        if fingerprint_for(value) is not None:
+            self.fingerprinted(value, where)
+            return
         try:
             body = encode(value)  # dtypes, devices, enum members and other encodable values
         except Unfingerprintable:
@@ -277,11 +282,38 @@ class DependencyWalker:
             return b""  # __slots__ entries
         return self._encode(member, f"class attribute {attribute} of {cls.__qualname__}")
 
+    def fingerprinted(self, value: Any, where: str) -> bytes:
+        """Record an object keyed by its registered fingerprint; return its digest."""
+        fingerprint = fingerprint_for(value)
+        if fingerprint is None:
+            kind = qualified_name(type(value))
+            raise Unfingerprintable(f"a {kind} object has no stable encoding")
+        name, seen = self._name_for(value, f"{qualified_name(type(value))} object at {where}")
+        if seen:
+            return self.found[name].digest
+        self.found[name] = Dependency(name, "object", where, b"")
+        digest = hashlib.sha256(fingerprint(value, self)).digest()
+        self.found[name] = Dependency(name, "object", where, digest)
+        return digest
+
+    def add(self, name: str, kind: str, origin: str, body: bytes) -> None:
+        """Record a dependency ``name`` whose content is ``body`` (for fingerprints)."""
+        self._add(name, kind, origin, body)
+
+    def encode(self, value: Any, where: str) -> bytes:
+        """The canonical bytes of ``value``, functions and classes in it fingerprinted."""
+        return self._encode(value, where)
+
+    def class_digest(self, cls: type) -> bytes:
+        """Record ``cls`` (a user class by its members, else its package) and its digest."""
+        return self._class(cls)
+
     def _add(self, name: str, kind: str, origin: str, body: bytes) -> None:
         if name not in self.found:
             self.found[name] = Dependency(name, kind, origin, hashlib.sha256(body).digest())
 
     def _encode(self, value: Any, where: str) -> bytes:
+        self._where = where
         try:
             return encode(value, self._encode_callable)
         except Unfingerprintable as error:
@@ -293,7 +325,9 @@ class DependencyWalker:
         if isinstance(value, types.FunctionType):
             self.reached(value.__qualname__, value, value.__name__)
             return self.function_digest(value)
-        return code_digest(value)
+        if isinstance(value, types.CodeType):
+            return code_digest(value)
+        return self.fingerprinted(value, self._where)
 
 
 def _is_ufunc(value: Any) -> bool:

@@ -1,0 +1,37 @@
+"""compilecache for PyTorch: compiled models that warm-start in milliseconds.
+
+``compilecache.torch.compile(model)`` compiles inference calls ahead of time (torch.export and
+AOTInductor into a package, loaded by torch's C++ loader with the live weights bound) and
+other calls with torch.compile (its cache artifacts carried by compilecache's stores), each
+specialization keyed by the model's structure and persisted. See docs/torch.md.
+
+Importing this module imports torch (``import compilecache`` does not).
+"""
+
+from __future__ import annotations
+
+import torch as _torch
+
+from ..keys._fingerprints import register_fingerprint as _register_fingerprint
+from ._aot_runner import StaleWeights as StaleWeights
+from ._backend import AOTUnavailableError as AOTUnavailableError
+from ._backend import TorchBackend as TorchBackend
+from ._fingerprint import module_fingerprint as _module_fingerprint
+from ._hooks import reset_default_hooks as reset_default_hooks
+from ._module import CompiledModule as CompiledModule
+from ._module import compile as compile
+from ._module import explain as explain
+from ._module import stats as stats
+
+_register_fingerprint(_torch.nn.Module, _module_fingerprint)
+
+__all__ = [
+    "AOTUnavailableError",
+    "CompiledModule",
+    "StaleWeights",
+    "TorchBackend",
+    "compile",
+    "explain",
+    "reset_default_hooks",
+    "stats",
+]

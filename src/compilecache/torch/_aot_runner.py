@@ -1,0 +1,127 @@
+"""The compiled callable of an AOT entry: a loaded package with the live weights bound.
+
+Calls go straight to the C++ runner. Before each call the runner checks, cheaply, that the
+tensors it bound are still the module's (the same objects, with the same dtype, device, shape
+and strides): in-place changes are seen without any check (the runner reads the live storage),
+a replaced parameter is re-bound, and a tensor whose dtype or shape changed makes the entry
+stale, so the call is dispatched again (it then misses and compiles for the new key).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ._package import Unflatten, output_builder, resolve_tensor
+
+
+class StaleWeights(Exception):
+    """The module's tensors no longer fit the package (a dtype, device or shape changed)."""
+
+
+class AotRunner:
+    """``runner(training, *args, **kwargs)``: run the package on the call's tensors."""
+
+    mode = "aot"
+
+    def __init__(
+        self,
+        loader: Any,
+        module: torch.nn.Module,
+        *,
+        kwarg_order: tuple[str, ...] = (),
+        flat: bool = True,
+        package: bytes | None = None,
+        on_stale: Callable[[], None] | None = None,
+    ) -> None:
+        self.loader = loader
+        self.module = module
+        self.kwarg_order = kwarg_order
+        self.flat = flat  # every argument a tensor: no pytree flattening on the call path
+        self.package = package  # kept until saved, then dropped
+        self.on_stale = on_stale
+        self.fallback_reason: str | None = None
+        self._run = loader.run
+        self._unflatten: Unflatten = output_builder(loader)
+        self._fqns: list[str] = list(loader.get_constant_fqns())
+        self.bind()
+
+    def bind(self) -> None:
+        """Bind the module's current tensors into the package (raises ExportUnsupported when
+        the module lacks one the package needs)."""
+        found = [resolve_tensor(self.module, fqn) for fqn in self._fqns]
+        self._holders = [holder for holder, _, _ in found]
+        self._names = [name for _, name, _ in found]
+        self._tensors = [tensor for _, _, tensor in found]
+        self._meta = [_meta(t) for t in self._tensors]
+        self._check = _tensor_check(self._tensors)
+        if self._fqns:
+            # (constants, use the inactive buffer, check that every constant is given,
+            # user-managed: the runner reads these very tensors, no copy)
+            constants = dict(zip(self._fqns, self._tensors, strict=True))
+            self.loader.load_constants(constants, False, True, True)
+
+    def weights_current(self) -> bool:
+        current = list(map(dict.get, self._holders, self._names))
+        tensors = self._tensors
+        return all(map(operator.is_, current, tensors)) and self._check(*tensors)
+
+    def refresh(self) -> None:
+        """After :meth:`weights_current` said no: re-bind replaced tensors of the same kind, or
+        raise :class:`StaleWeights` when their kind changed."""
+        old = self._meta
+        found = [resolve_tensor(self.module, fqn) for fqn in self._fqns]
+        if [_meta(tensor) for _, _, tensor in found] != old:
+            raise StaleWeights("a parameter or buffer changed dtype, device, shape or layout")
+        self.bind()
+
+    def __call__(self, training: bool, *args: Any, **kwargs: Any) -> Any:
+        if not self.weights_current():
+            try:
+                self.refresh()
+            except StaleWeights:
+                if self.on_stale is None:
+                    raise
+                self.on_stale()
+                raise
+        if self.flat:
+            flat = [*args, *map(kwargs.__getitem__, self.kwarg_order)] if kwargs else list(args)
+        else:
+            flat = _leaves(args, kwargs, self.kwarg_order)
+        return self._unflatten(self._run(flat))
+
+
+def _meta(tensor: torch.Tensor) -> tuple[Any, ...]:
+    return (tensor.dtype, tensor.device, tuple(tensor.shape), tensor.stride())
+
+
+def _tensor_check(tensors: list[torch.Tensor]) -> Callable[..., bool]:
+    """One C++ check of every bound tensor's dtype, device, sizes, strides and flags
+    (torch's TensorGuards; about 0.1 us a tensor against several in Python)."""
+    if not tensors:
+        return _always
+    try:
+        from torch._C._dynamo.guards import TensorGuards
+    except ImportError:
+        expected = [_meta(t) for t in tensors]
+        return lambda *current: [_meta(t) for t in current] == expected
+    make: Any = TensorGuards
+    guards = make(
+        *tensors,
+        dynamic_dims_sizes=[list(t.shape) for t in tensors],
+        dynamic_dims_strides=[list(t.stride()) for t in tensors],
+    )
+    return guards.check  # type: ignore[no-any-return]
+
+
+def _always(*tensors: Any) -> bool:
+    return True
+
+
+def _leaves(args: tuple[Any, ...], kwargs: dict[str, Any], order: tuple[str, ...]) -> list[Any]:
+    from torch.utils._pytree import tree_leaves
+
+    return tree_leaves((args, {name: kwargs[name] for name in order}))

@@ -1,0 +1,195 @@
+"""The torch backend: AOT packages where the call is inference, torch.compile otherwise.
+
+Modes: ``"aot"`` (export + AOTInductor; raise :class:`AOTUnavailableError` naming the reason
+when a call cannot be compiled ahead of time), ``"jit"`` (torch.compile), ``"auto"`` (AOT, and
+JIT for a specialization AOT cannot serve, with the reason recorded). A call is AOT-able when
+it is inference: grad disabled, or no input or parameter requires grad, and the module is in
+eval mode. Once export fails for a model, later specializations of it go straight to JIT (an
+export failure is a property of the code, not of a shape): export is not retried per call.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .._errors import BackendError
+from ..dispatch import Specialization
+from . import _artifact as artifact
+from ._aot_runner import AotRunner
+from ._environment import machine_options, torch_identity
+from ._jit_runner import JitRunner, load_torch_artifacts, save_torch_artifacts
+from ._package import ExportUnsupported, compile_package, export_program, open_loader
+
+MODES = ("auto", "aot", "jit")
+
+
+class AOTUnavailableError(BackendError):
+    """``mode="aot"`` and this call cannot be compiled ahead of time (the message says why)."""
+
+
+class TorchBackend:
+    """Compiles one module (or function, wrapped as a module) for the dispatch layer."""
+
+    packages = ("torch",)
+
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        *,
+        mode: str = "auto",
+        options: dict[str, Any] | None = None,
+        compile_options: dict[str, Any] | None = None,
+        strict: bool = False,
+    ) -> None:
+        self.module = module
+        self.mode = mode
+        self.strict = strict
+        self.inductor_options = dict(options or {})
+        self.compile_options = dict(compile_options or {})
+        self.name = f"torch-{mode}"
+        identity = torch_identity()
+        self.version = f"{identity['torch']} {identity['git']}"
+        self.options = {
+            "mode": mode,
+            "inductor": self.inductor_options,
+            "torch.compile": self.compile_options,
+            "strict export": strict,
+            **machine_options("jit" if mode == "jit" else "aot"),
+        }
+        self.stats: dict[str, Any] = {
+            "aot compiles": 0,
+            "aot loads": 0,
+            "jit compiles": 0,
+            "jit loads": 0,
+            "fallbacks": collections.Counter(),
+        }
+        self.export_failure: str | None = None
+        self._jit_module: Callable[..., Any] | None = None
+        self._lock = threading.Lock()
+
+    # -- compiling -------------------------------------------------------------------------
+    def __call__(
+        self,
+        fn: Callable[..., Any],
+        example_args: tuple[Any, ...],
+        example_kwargs: dict[str, Any],
+        spec: Specialization,
+    ) -> Callable[..., Any]:
+        args = example_args[1:]  # the first argument is the module's training flag
+        if self.mode == "jit":
+            return self._jit(None)
+        reason = self._aot_blocker(args, example_kwargs)
+        if reason is None:
+            try:
+                return self._aot(args, example_kwargs, spec)
+            except ExportUnsupported as error:
+                reason = error.reason
+                if reason.startswith("torch.export failed"):
+                    self.export_failure = reason
+        if self.mode == "aot":
+            raise AOTUnavailableError(
+                f"cannot compile {type(self.module).__qualname__} ahead of time: {reason}. "
+                'Use mode="auto" to fall back to torch.compile, or fix the cause'
+            )
+        self.stats["fallbacks"][reason] += 1
+        return self._jit(reason)
+
+    def _aot_blocker(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+        if self.export_failure is not None:
+            return self.export_failure
+        if any(m.training for m in self.module.modules()):
+            return "the module is in training mode (call .eval() for inference)"
+        if torch.is_grad_enabled():
+            from torch.utils._pytree import tree_leaves
+
+            if any(p.requires_grad for p in self.module.parameters()) or any(
+                isinstance(t, torch.Tensor) and t.requires_grad for t in tree_leaves((args, kwargs))
+            ):
+                return (
+                    "the call needs gradients (run under torch.no_grad() or "
+                    "torch.inference_mode() for inference)"
+                )
+        return None
+
+    def _aot(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], spec: Specialization
+    ) -> AotRunner:
+        program = export_program(self.module, args, kwargs, spec, strict=self.strict)
+        package = compile_package(program, self.inductor_options)
+        runner = self._runner(package, tuple(kwargs), _flat(args, kwargs))
+        runner.package = package
+        self.stats["aot compiles"] += 1
+        return runner
+
+    def _runner(
+        self, package: bytes | memoryview, kwarg_order: tuple[str, ...], flat: bool
+    ) -> AotRunner:
+        try:
+            loader = open_loader(bytes(package))
+        except Exception as error:
+            raise ExportUnsupported(f"the package does not load: {error}") from error
+        return AotRunner(loader, self.module, kwarg_order=kwarg_order, flat=flat)
+
+    def _jit(self, reason: str | None, *, ready: bool = False) -> JitRunner:
+        with self._lock:
+            if self._jit_module is None:
+                self._jit_module = torch.compile(self.module, **self.compile_options)
+        if not ready:
+            self.stats["jit compiles"] += 1
+        return JitRunner(self._jit_module, ready=ready, fallback_reason=reason)
+
+    # -- persistence (the artifact layer calls these) --------------------------------------
+    def dumps(self, compiled: Any) -> bytes:
+        if isinstance(compiled, AotRunner):
+            if compiled.package is None:
+                raise ValueError("this AOT entry's package was already saved or was loaded")
+            header = {
+                "mode": "aot",
+                "fallback": None,
+                "kwargs": list(compiled.kwarg_order),
+                "flat": compiled.flat,
+            }
+            data = artifact.pack(header, compiled.package)
+            compiled.package = None  # the bytes are in the store now; do not hold them
+            return data
+        if isinstance(compiled, JitRunner):
+            header = {
+                "mode": "jit",
+                "fallback": compiled.fallback_reason,
+                "kwargs": [],
+                "flat": True,
+            }
+            return artifact.pack(header, save_torch_artifacts())
+        raise TypeError(f"not a torch entry: {type(compiled).__name__}")
+
+    def loads(self, data: bytes) -> Callable[..., Any]:
+        header, payload = artifact.unpack(data)
+        if header["mode"] == "aot":
+            try:
+                runner = self._runner(
+                    payload, tuple(header.get("kwargs") or ()), bool(header.get("flat", True))
+                )
+            except ExportUnsupported as error:
+                raise artifact.TorchArtifactError(error.reason) from error
+            self.stats["aot loads"] += 1
+            return runner
+        reason = header.get("fallback")
+        if self.mode == "aot":
+            raise artifact.TorchArtifactError("the stored entry is a JIT entry, and mode is aot")
+        load_torch_artifacts(bytes(payload))
+        self.stats["jit loads"] += 1
+        if reason:
+            self.export_failure = self.export_failure or (
+                reason if str(reason).startswith("torch.export failed") else None
+            )
+            self.stats["fallbacks"][reason] += 1
+        return self._jit(reason, ready=True)
+
+
+def _flat(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    return all(isinstance(v, torch.Tensor) for v in (*args, *kwargs.values()))

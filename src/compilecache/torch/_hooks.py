@@ -1,0 +1,66 @@
+"""Persistence of torch entries: the artifact layer's hooks, with JIT entries saved late.
+
+A JIT entry's artifact (torch's cache artifacts) exists only after its first call, so its save
+waits for that call; the compile lock is released at once (other processes waiting for the key
+then compile it too, helped by torch's own caches: a JIT compile is not single-flight across
+processes). AOT entries are saved as soon as they are compiled, under the lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from ..artifacts import ArtifactHooks
+from ..dispatch import CacheEntry, CompileRequest
+
+
+class TorchHooks(ArtifactHooks):
+    def save(self, request: CompileRequest, entry: CacheEntry) -> None:
+        compiled: Any = entry.compiled
+        if getattr(compiled, "ready", True) is False:
+            self.finish(request)
+
+            def save_when_ready() -> None:
+                ArtifactHooks.save(self, request, entry)
+
+            compiled.on_ready = save_when_ready
+            return
+        super().save(request, entry)
+
+
+_default: Any = None
+_default_lock = threading.Lock()
+
+
+def default_hooks() -> Any:
+    """Hooks over the store the configuration describes (one per process), or no
+    persistence at all with ``COMPILECACHE_DISABLE``."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            from .._config import Config
+            from ..dispatch._hooks import NoHooks
+            from ..stores import open_store
+
+            config = Config.from_env()
+            if config.disable:
+                _default = NoHooks()
+            else:
+                _default = TorchHooks(open_store(config), salt=config.salt)
+        return _default
+
+
+def reset_default_hooks() -> None:
+    """Forget the default hooks (the configuration is read again on next use)."""
+    global _default
+    with _default_lock:
+        _default = None
+
+
+def hooks_for(store: Any) -> Any:
+    if store is None:
+        return default_hooks()
+    if isinstance(store, ArtifactHooks):
+        return store
+    return TorchHooks(store)

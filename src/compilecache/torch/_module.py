@@ -1,0 +1,247 @@
+"""``compilecache.torch.compile``: a module or function compiled per specialization, persisted.
+
+The wrapper calls a per-model adapter ``forward(training, *args, **kwargs)`` through the
+dispatch layer, so guards (torch's TensorGuards), automatic dynamic shapes, recompile limits,
+keys, persistence, single-flight compiles and explanations are the generic ones; the torch
+backend compiles. The module's ``training`` flag is passed as an argument, so it is guarded on
+every call and keyed; the module itself is a closure value, keyed by its structure (classes'
+code, hyperparameters, tensor names, shapes and dtypes), never by its weights.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .._errors import CacheUsageError
+from ..dispatch import cache_entries, dispatch_stats, jit
+from ..dispatch._jit import _dispatcher_of
+from ._aot_runner import StaleWeights
+from ._backend import MODES, TorchBackend
+from ._hooks import hooks_for
+
+
+def _adapter_for(module: Any, owner: type, name: str) -> types.FunctionType:
+    def forward(training: bool, /, *args: Any, **kwargs: Any) -> Any:
+        return module(*args, **kwargs)
+
+    # A fresh code object per model: dispatch state (entries, shape observations, the compile
+    # lock) is per code object, and two models must not share it.
+    adapter = types.FunctionType(
+        forward.__code__.replace(), forward.__globals__, name, None, forward.__closure__
+    )
+    # Named after the model, so that stored entries and explanations are per model class.
+    adapter.__module__ = owner.__module__
+    adapter.__qualname__ = f"{owner.__qualname__}.{name}"
+    return adapter
+
+
+class _FunctionModule(torch.nn.Module):
+    """A plain function as a module (torch.export takes modules)."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+
+def _build(
+    target: Any,
+    module: torch.nn.Module,
+    owner: type,
+    name: str,
+    *,
+    mode: str,
+    dynamic: bool | None,
+    store: Any,
+    options: dict[str, Any] | None,
+    compile_options: dict[str, Any] | None,
+    strict: bool,
+    recompile_limit: int,
+) -> tuple[TorchBackend, Callable[..., Any]]:
+    if mode not in MODES:
+        raise CacheUsageError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    backend = TorchBackend(
+        module, mode=mode, options=options, compile_options=compile_options, strict=strict
+    )
+    jitted = jit(
+        _adapter_for(target, owner, name),
+        backend=backend,
+        dynamic=dynamic,
+        recompile_limit=recompile_limit,
+        hooks=hooks_for(store),
+    )
+    return backend, jitted
+
+
+class CompiledModule(torch.nn.Module):
+    """A compiled ``nn.Module`` that still behaves as the module: attribute access, ``train``
+    and ``eval``, ``parameters``, ``state_dict``, ``to`` and the rest act on the original
+    (``.module``), whose weights the compiled code reads live. Methods that return the module
+    (``eval()``, ``to(...)``) return this wrapper, so chains keep the compiled one."""
+
+    def __init__(self, module: torch.nn.Module, backend: TorchBackend, call: Any) -> None:
+        # Not nn.Module.__init__: this wrapper holds no state of its own; everything is the
+        # original module's (so state_dict keys have no prefix).
+        object.__setattr__(self, "_cc_module", module)
+        object.__setattr__(self, "_cc_backend", backend)
+        object.__setattr__(self, "_cc_call", call)
+
+    @property
+    def module(self) -> torch.nn.Module:
+        """The original module."""
+        return self._cc_module  # type: ignore[no-any-return]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        module = self._cc_module
+        try:
+            return self._cc_call(module.training, *args, **kwargs)
+        except StaleWeights:
+            # A parameter changed dtype, device or shape: its entries no longer apply.
+            self.reset()
+            return self._cc_call(module.training, *args, **kwargs)
+
+    forward = __call__
+
+    def reset(self) -> None:
+        """Drop every compiled entry in this process (stored entries stay): the next call
+        looks its key up again, e.g. after changing a hyperparameter in place."""
+        _dispatcher_of(self._cc_call).state.invalidate_all()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(object.__getattribute__(self, "_cc_module"), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._cc_module, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self._cc_module, name)
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(dir(self._cc_module)) | {"module", "reset"})
+
+    def __repr__(self) -> str:
+        return f"CompiledModule({self._cc_module!r}, mode={self._cc_backend.mode!r})"
+
+    def __getstate__(self) -> Any:
+        raise TypeError(
+            "a CompiledModule is not picklable: save its .module (or its state_dict) and "
+            "compile again after loading"
+        )
+
+
+def _delegate(name: str) -> Callable[..., Any]:
+    def method(self: CompiledModule, *args: Any, **kwargs: Any) -> Any:
+        module = self._cc_module
+        result = getattr(module, name)(*args, **kwargs)
+        return self if result is module else result
+
+    method.__name__ = name
+    method.__doc__ = getattr(torch.nn.Module, name).__doc__
+    return method
+
+
+_OWN = frozenset({"forward", "register_module", "add_module"})
+for _name, _value in vars(torch.nn.Module).items():
+    if not _name.startswith("_") and callable(_value) and _name not in _OWN:
+        setattr(CompiledModule, _name, _delegate(_name))
+
+
+def compile(
+    model_or_fn: Any,
+    *,
+    mode: str = "auto",
+    dynamic: bool | None = None,
+    store: Any = None,
+    options: dict[str, Any] | None = None,
+    compile_options: dict[str, Any] | None = None,
+    strict: bool = False,
+    recompile_limit: int = 8,
+) -> Any:
+    """Compile a ``torch.nn.Module`` (or a function of tensors) per specialization of its
+    inputs, persisting what it compiles in the configured store.
+
+    ``mode``: ``"auto"`` (AOT packages for inference calls, torch.compile otherwise),
+    ``"aot"`` (raise :class:`AOTUnavailableError` when a call cannot be compiled ahead of time),
+    ``"jit"`` (torch.compile, its cache artifacts carried by the store). ``dynamic`` as in
+    :func:`compilecache.jit` (``None``: a dimension seen with two sizes becomes dynamic).
+    ``store``: a store (or hooks) instead of the configured one. ``options``: Inductor options
+    for AOT packages; ``compile_options``: keyword arguments of ``torch.compile`` in JIT mode;
+    ``strict``: strict ``torch.export``.
+
+    Returns a :class:`CompiledModule` for a module, a function for a function.
+
+    >>> fast = compilecache.torch.compile(model.eval())   # doctest: +SKIP
+    >>> with torch.no_grad():                              # doctest: +SKIP
+    ...     y = fast(x)
+    """
+    settings = {
+        "mode": mode,
+        "dynamic": dynamic,
+        "store": store,
+        "options": options,
+        "compile_options": compile_options,
+        "strict": strict,
+        "recompile_limit": recompile_limit,
+    }
+    if isinstance(model_or_fn, CompiledModule):
+        model_or_fn = model_or_fn.module
+    if isinstance(model_or_fn, torch.nn.Module):
+        module = model_or_fn
+        backend, call = _build(module, module, type(module), "forward", **settings)
+        return CompiledModule(module, backend, call)
+    if not callable(model_or_fn) or not hasattr(model_or_fn, "__code__"):
+        raise CacheUsageError(
+            f"compilecache.torch.compile takes an nn.Module or a Python function, got "
+            f"{type(model_or_fn).__name__}"
+        )
+    fn = model_or_fn
+    owner = type(
+        fn.__qualname__, (), {"__module__": fn.__module__, "__qualname__": fn.__qualname__}
+    )
+    backend, call = _build(fn, _FunctionModule(fn), owner, "call", **settings)
+
+    @functools.wraps(fn)
+    def compiled(*args: Any, **kwargs: Any) -> Any:
+        return call(False, *args, **kwargs)
+
+    compiled.__compilecache_torch__ = (backend, call)  # type: ignore[attr-defined]
+    return compiled
+
+
+def _parts(compiled: Any) -> tuple[TorchBackend, Callable[..., Any]]:
+    if isinstance(compiled, CompiledModule):
+        return compiled._cc_backend, compiled._cc_call
+    found = getattr(compiled, "__compilecache_torch__", None)
+    if found is None:
+        raise CacheUsageError(f"{compiled!r:.80} was not made by compilecache.torch.compile")
+    return found  # type: ignore[no-any-return]
+
+
+def stats(compiled: Any) -> dict[str, Any]:
+    """What ``compiled`` did in this process: dispatch counters (hits, misses, compiles,
+    loads) and the torch backend's (AOT and JIT compiles and loads, fallbacks by reason)."""
+    backend, call = _parts(compiled)
+    result: dict[str, Any] = dict(dispatch_stats(call))
+    result.update({k: v if not hasattr(v, "copy") else dict(v) for k, v in backend.stats.items()})
+    result["entries by mode"] = [getattr(e.compiled, "mode", "?") for e in cache_entries(call)]
+    return result
+
+
+def explain(compiled: Any, *args: Any, **kwargs: Any) -> Any:
+    """The artifact layer's explanation for ``compiled(*args, **kwargs)`` (would it load from
+    the store, and if not, which key components differ from what is stored), with the torch
+    backend's fallback reasons in ``fallbacks``."""
+    from ..artifacts import explain as explain_call
+
+    backend, call = _parts(compiled)
+    training = compiled.module.training if isinstance(compiled, CompiledModule) else False
+    report = explain_call(call, training, *args, **kwargs)
+    report.fallbacks = dict(backend.stats["fallbacks"])  # type: ignore[attr-defined]
+    return report

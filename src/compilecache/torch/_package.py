@@ -1,0 +1,192 @@
+"""AOT packages: export a module, compile it with AOTInductor, load it with torch's C++ loader.
+
+Compiling (``compile_package``) imports ``torch._inductor``; loading (``load_runner``) does
+not: the package is opened by ``torch._C._aoti.AOTIModelPackageLoader``, and the live module's
+parameters and buffers are bound into it (packages are built without their weights), so a
+changed weight is seen by the next call exactly as in eager mode.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..dispatch import Specialization
+
+#: Inductor options every package is built with: weights outside the shared object (bound
+#: live at load), and no small tensor inlined into the generated code as a literal (Inductor
+#: inlines small constants by default, which would freeze e.g. a small bias).
+PACKAGE_OPTIONS: dict[str, Any] = {
+    "aot_inductor.package_constants_in_so": False,
+    "always_keep_tensor_constants": True,
+}
+
+
+class ExportUnsupported(Exception):
+    """This call cannot be compiled ahead of time; ``reason`` says why in a few words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _dynamic_shapes(value: Any, path: tuple[Any, ...], spec: Specialization) -> Any:
+    """The ``dynamic_shapes`` entry mirroring ``value``: tensors get their dynamic dims."""
+    if isinstance(value, torch.Tensor):
+        dims = spec.dynamic_dims(path)
+        if not dims:
+            return None
+        from torch.export import Dim
+
+        return dict.fromkeys(sorted(dims), Dim.DYNAMIC)
+    if isinstance(value, (tuple, list)):
+        items = [_dynamic_shapes(v, (*path, ("item", i)), spec) for i, v in enumerate(value)]
+        return type(value)(items) if type(value) in (tuple, list) else tuple(items)
+    if isinstance(value, dict):
+        return {k: _dynamic_shapes(v, (*path, ("key", k)), spec) for k, v in value.items()}
+    return None
+
+
+def check_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Raise :class:`ExportUnsupported` unless every input leaf is a tensor (or None)."""
+    from torch.utils._pytree import tree_leaves
+
+    for leaf in tree_leaves((args, kwargs)):
+        if not isinstance(leaf, torch.Tensor):
+            raise ExportUnsupported(
+                f"an input is a {type(leaf).__name__}, not a tensor (AOT packages take tensors)"
+            )
+
+
+def export_program(
+    module: torch.nn.Module,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    spec: Specialization,
+    *,
+    strict: bool = False,
+) -> Any:
+    """``torch.export.export`` of ``module`` for this call, the dims ``spec`` marks dynamic
+    exported as dynamic. Raises :class:`ExportUnsupported` with export's reason."""
+    check_inputs(args, kwargs)
+    signature = inspect.signature(module.forward)
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as error:
+        raise ExportUnsupported(f"the call does not fit forward's signature: {error}") from None
+    shapes: dict[str, Any] = {}
+    for name, value in bound.arguments.items():
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            start = len(bound.args) - len(value)
+            shapes[name] = tuple(
+                _dynamic_shapes(v, (("arg", "args"), ("item", start + i)), spec)
+                for i, v in enumerate(value)
+            )
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            shapes[name] = {
+                k: _dynamic_shapes(v, (("arg", "kwargs"), ("key", k)), spec)
+                for k, v in value.items()
+            }
+        else:
+            shapes[name] = _dynamic_shapes(value, _path_of(name, bound, signature), spec)
+    try:
+        return torch.export.export(
+            module, args, kwargs, dynamic_shapes=shapes or None, strict=strict
+        )
+    except Exception as error:
+        raise ExportUnsupported(f"torch.export failed: {_first_line(error)}") from error
+
+
+def _path_of(name: str, bound: inspect.BoundArguments, signature: inspect.Signature) -> Any:
+    # The dispatch layer sees the adapter's (*args, **kwargs): positional values are
+    # ("args", i), keyword values ("kwargs", name).
+    if name in bound.kwargs:
+        return (("arg", "kwargs"), ("key", name))
+    index = list(signature.parameters).index(name)
+    return (("arg", "args"), ("item", index))
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
+
+
+def compile_package(program: Any, options: dict[str, Any] | None = None) -> bytes:
+    """AOTInductor-compile an exported program into ``.pt2`` package bytes, without weights.
+    Raises :class:`ExportUnsupported` with the compiler's reason."""
+    import torch._inductor
+
+    configs = {**PACKAGE_OPTIONS, **(options or {})}
+    with tempfile.TemporaryDirectory(prefix="compilecache-aot-") as work:
+        path = os.path.join(work, "model.pt2")
+        try:
+            torch._inductor.aoti_compile_and_package(
+                program, package_path=path, inductor_configs=configs
+            )
+        except Exception as error:
+            raise ExportUnsupported(f"AOTInductor failed: {_first_line(error)}") from error
+        with open(path, "rb") as file:
+            return file.read()
+
+
+def open_loader(package: bytes) -> Any:
+    """torch's C++ package loader for ``package`` (bytes), on one thread's runner."""
+    descriptor, path = tempfile.mkstemp(prefix="compilecache-", suffix=".pt2")
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(package)
+        # (path, model name, run single-threaded, number of runners, device index)
+        return torch._C._aoti.AOTIModelPackageLoader(path, "model", False, 1, -1)
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def resolve_tensor(module: torch.nn.Module, fqn: str) -> tuple[dict[str, Any], str, Any]:
+    """(the dict holding it, its name, the tensor) for the constant named ``fqn``."""
+    *owners, name = fqn.split(".")
+    owner: Any = module
+    for step in owners:
+        owner = (
+            owner._modules[step] if step in getattr(owner, "_modules", {}) else getattr(owner, step)
+        )
+    for table in ("_parameters", "_buffers"):
+        holder = getattr(owner, table, None)
+        if holder is not None and name in holder and holder[name] is not None:
+            return holder, name, holder[name]
+    holder = getattr(owner, "__dict__", {})
+    value = holder.get(name)
+    if not isinstance(value, torch.Tensor):
+        raise ExportUnsupported(
+            f"the package needs a tensor {fqn!r} that the module does not hold (tensors "
+            "read from globals or made in forward cannot be bound live)"
+        )
+    return holder, name, value
+
+
+Unflatten = Callable[[list[Any]], Any]
+
+
+def output_builder(loader: Any) -> Unflatten:
+    """Turn the runner's flat outputs back into forward's output structure."""
+    from torch.utils import _pytree as pytree
+
+    spec = pytree.treespec_loads(loader.get_call_spec()[1])
+    if spec.is_leaf():
+        return _first
+    children = spec.children_specs if hasattr(spec, "children_specs") else None
+    if spec.type is tuple and children is not None and all(c.is_leaf() for c in children):
+        return tuple
+    return lambda flat: pytree.tree_unflatten(flat, spec)
+
+
+def _first(flat: list[Any]) -> Any:
+    return flat[0]
