@@ -46,6 +46,7 @@ class _FunctionModule(torch.nn.Module):
     def __init__(self, fn: Callable[..., Any]) -> None:
         super().__init__()
         self.fn = fn
+        self.train(False)  # a function has no training mode: never a reason to fall back
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
