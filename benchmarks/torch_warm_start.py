@@ -54,6 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--warm-runs", type=int, default=5)
     parser.add_argument("--no-redis", action="store_true")
+    parser.add_argument("--jit", action="store_true", help="also measure mode='jit'")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="cc-torch-bench-"))
@@ -87,6 +88,20 @@ def main() -> None:
         results["compilecache warm"] = [
             case("compilecache", env(f"i-cc-warm-{n}", "s-cc")) for n in range(args.warm_runs)
         ]
+        if args.jit:
+            runs = range(args.warm_runs)
+            results["jit: cold (empty store, empty Inductor cache)"] = [
+                case("compilecache-jit", env("i-jit", "s-jit"))
+            ]
+            results["jit: fresh machine (store warm, empty Inductor cache)"] = [
+                case("compilecache-jit", env(f"i-jit-fresh-{n}", "s-jit")) for n in runs
+            ]
+            results["jit: warm machine (store warm, Inductor cache warm)"] = [
+                case("compilecache-jit", env("i-jit", "s-jit")) for _ in runs
+            ]
+            results["torch.compile, empty Inductor cache again"] = [
+                case("torch.compile", env("i-tc-again", "s-none"))
+            ]
         if not args.no_redis and shutil.which("redis-server"):
             from redisserver import RedisServer
 
@@ -119,6 +134,7 @@ def report(results: dict[str, list[dict[str, Any]]]) -> None:
     aoti = median_of(results["aoti alone cold"], "first_call_seconds")
     ours = median_of(results["compilecache warm"], "steady_call_seconds")
     direct = median_of(results["compilecache warm"], "direct_runner_seconds")
+    overhead = median_of(results["compilecache warm"], "overhead_seconds") * 1e6
     print("\nTargets")
     verdict("warm start <= 0.1 s", warm <= 0.1, f"{warm:.4f} s")
     verdict(
@@ -130,11 +146,11 @@ def report(results: dict[str, list[dict[str, Any]]]) -> None:
     if remote:
         value = median_of(remote, "first_call_seconds")
         verdict("warm start from the remote tier <= 0.3 s", value <= 0.3, f"{value:.4f} s")
-    overhead = (ours - direct) * 1e6
     verdict(
         "per-call overhead <= 10 us above the loaded runner",
         overhead <= 10,
-        f"{overhead:.1f} us ({ours * 1e6:.0f} us vs {direct * 1e6:.0f} us)",
+        f"{overhead:.1f} us (calls timed alternately; per call {ours * 1e6:.0f} us against "
+        f"{direct * 1e6:.0f} us timed separately)",
     )
     verdict(
         "cold compile <= 1.1x AOTInductor alone",

@@ -1,10 +1,11 @@
 """The compiled callable of an AOT entry: a loaded package with the live weights bound.
 
 Calls go straight to the C++ runner. Before each call the runner checks, cheaply, that the
-tensors it bound are still the module's (the same objects, with the same dtype, device, shape
-and strides): in-place changes are seen without any check (the runner reads the live storage),
-a replaced parameter is re-bound, and a tensor whose dtype or shape changed makes the entry
-stale, so the call is dispatched again (it then misses and compiles for the new key).
+tensors it bound are still the module's (the same objects: looked up again only after some
+module registered a parameter, buffer or submodule; with the same dtype, device, shape and
+strides: one C++ check of all of them). In-place changes need no check (the runner reads the
+live storage); a replaced parameter is re-bound; a tensor whose dtype or shape changed makes
+the entry stale, so the call is dispatched again (it then misses and compiles for the new key).
 """
 
 from __future__ import annotations
@@ -16,6 +17,23 @@ from typing import Any
 import torch
 
 from ._package import Unflatten, output_builder, resolve_tensor
+
+# Bumped whenever any module in the process registers a parameter, buffer or submodule
+# (``m.fc.weight = nn.Parameter(...)`` included): runners re-check which tensors their module
+# holds only then, instead of looking every tensor up on every call.
+_registrations = [0]
+
+
+def _registered(*args: Any) -> None:
+    _registrations[0] += 1
+
+
+for _register in (
+    torch.nn.modules.module.register_module_parameter_registration_hook,
+    torch.nn.modules.module.register_module_buffer_registration_hook,
+    torch.nn.modules.module.register_module_module_registration_hook,
+):
+    _register(_registered)
 
 
 class StaleWeights(Exception):
@@ -58,6 +76,7 @@ class AotRunner:
         self._tensors = [tensor for _, _, tensor in found]
         self._meta = [_meta(t) for t in self._tensors]
         self._check = _tensor_check(self._tensors)
+        self._seen = _registrations[0]
         if self._fqns:
             # (constants, use the inactive buffer, check that every constant is given,
             # user-managed: the runner reads these very tensors, no copy)
@@ -65,9 +84,15 @@ class AotRunner:
             self.loader.load_constants(constants, False, True, True)
 
     def weights_current(self) -> bool:
-        current = list(map(dict.get, self._holders, self._names))
+        """Whether the bound tensors are still the module's, unchanged in dtype, device,
+        shape and strides (an in-place change of their values needs nothing)."""
         tensors = self._tensors
-        return all(map(operator.is_, current, tensors)) and self._check(*tensors)
+        if self._seen != _registrations[0]:
+            current = list(map(dict.get, self._holders, self._names))
+            if not all(map(operator.is_, current, tensors)):
+                return False
+            self._seen = _registrations[0]
+        return self._check(*tensors)
 
     def refresh(self) -> None:
         """After :meth:`weights_current` said no: re-bind replaced tensors of the same kind, or

@@ -7,6 +7,7 @@ steady-state time of a call, the largest difference from eager, and what compile
 - ``eager``: the model itself.
 - ``torch.compile``: ``torch.compile(model)`` (cold or warm depending on TORCHINDUCTOR_CACHE_DIR).
 - ``compilecache``: ``compilecache.torch.compile(model)`` on the configured store.
+- ``compilecache-jit``: the same with ``mode="jit"`` (torch.compile, its caches in the store).
 - ``aoti``: ``torch.export`` + AOTInductor + torch's C++ loader by hand, the baseline of a cold
   compilecache compile.
 """
@@ -20,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-CASES = ("eager", "torch.compile", "compilecache", "aoti")
+CASES = ("eager", "torch.compile", "compilecache", "compilecache-jit", "aoti")
 
 
 def _steady(call: Callable[[], Any], calls: int = 200, rounds: int = 7) -> float:
@@ -36,16 +37,35 @@ def _steady(call: Callable[[], Any], calls: int = 200, rounds: int = 7) -> float
     return statistics.median(times)
 
 
-def _compilecache(model: Any, x: Any, report: dict[str, Any]) -> Any:
+def _overhead(
+    ours: Callable[[], Any], direct: Callable[[], Any], calls: int = 100, rounds: int = 41
+) -> float:
+    """Median over rounds of (ours - direct) per call, the two timed alternately in each
+    round, so that the machine's drift and noise hit both alike."""
+    differences = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for _ in range(calls):
+            ours()
+        middle = time.perf_counter()
+        for _ in range(calls):
+            direct()
+        ended = time.perf_counter()
+        differences.append(((middle - started) - (ended - middle)) / calls)
+    return statistics.median(differences)
+
+
+def _compilecache(model: Any, x: Any, report: dict[str, Any], mode: str = "auto") -> Any:
     import torch
 
     import compilecache.torch as cct
 
-    compiled: Any = cct.compile(model)
+    compiled: Any = cct.compile(model, mode=mode)
     with torch.no_grad():
         compiled(x)
     stats = cct.stats(compiled)
-    report["stats"] = {k: stats[k] for k in ("aot compiles", "aot loads", "jit compiles")}
+    names = ("aot compiles", "aot loads", "jit compiles", "jit loads")
+    report["stats"] = {k: stats[k] for k in names}
     report["fallbacks"] = stats["fallbacks"]
     return compiled
 
@@ -94,6 +114,7 @@ _CASES = {
     "eager": _eager,
     "torch.compile": _torch_compile,
     "compilecache": _compilecache,
+    "compilecache-jit": lambda model, x, report: _compilecache(model, x, report, "jit"),
     "aoti": _aoti,
 }
 
@@ -121,6 +142,7 @@ def run_case(case: str) -> dict[str, Any]:
             if getattr(entry, "mode", None) == "aot":
                 run, flat = entry._run, [x]
                 report["direct_runner_seconds"] = _steady(lambda: run(flat))
+                report["overhead_seconds"] = _overhead(lambda: compiled(x), lambda: run(flat))
     report["inductor_imported"] = "torch._inductor" in sys.modules
     return report
 
