@@ -73,7 +73,9 @@ class ArtifactHooks:
     the wait for another process's compile; ``lock_ttl`` is how long a lock lives unreleased.
     ``admission`` decides which artifacts are worth storing: one :class:`Admission` for the
     whole store, or one per tier name (``{"disk": Admission(), "redis": Admission(1.0)}``:
-    tiers not named admit everything); skips are counted per tier.
+    tiers not named admit everything); skips are counted per tier. With ``record`` (the
+    default) and a disk store in ``store``, the counters persist in its directory (see
+    :mod:`compilecache.telemetry`).
     """
 
     def __init__(
@@ -87,6 +89,7 @@ class ArtifactHooks:
         lock_timeout: float = 300.0,
         lock_ttl: float = 600.0,
         poll: float = 0.05,
+        record: bool = True,
     ) -> None:
         self.store = store
         self.salt = salt
@@ -98,9 +101,17 @@ class ArtifactHooks:
         self._lock_factory = lock_factory or default_lock_factory(store, lock_ttl)
         self._logged: set[str] = set()
         self._log_lock = threading.Lock()
+        self.recorder: Any = _recorder_for(store, self) if record else None
 
     # -- the DispatchHooks protocol -------------------------------------------------------
     def load(self, request: CompileRequest) -> Iterable[LoadedEntry]:
+        try:
+            return self._load(request)
+        finally:
+            if self.recorder is not None:
+                self.recorder.maybe_flush()
+
+    def _load(self, request: CompileRequest) -> Iterable[LoadedEntry]:
         if not persistable(request.backend):
             return ()
         key = self.key_of(request)
@@ -168,12 +179,16 @@ class ArtifactHooks:
             ):
                 return
             self.stats.saved += 1
+            if self.recorder is not None:
+                self.recorder.compiled(manifest.function, entry.compile_seconds)
             self._index(request.fn, key, manifest)  # type: ignore[arg-type]
             # Remote writes may be queued: publish them before releasing the lock, or a process
             # waiting for this key would find neither the lock nor the entry and compile again.
             _flush(self.store)
         finally:
             self.finish(request)
+            if self.recorder is not None:
+                self.recorder.maybe_flush()
 
     def _admitted_put(
         self, writes: list[tuple[str, bytes]], compile_seconds: float, size: int
@@ -243,6 +258,7 @@ class ArtifactHooks:
             self._note(
                 f"bypass:{error.reason}",
                 f"not persisting {request.fn.__qualname__}: {error.reason}",
+                logging.INFO,  # counted in the stats; a bypass is a choice, not a fault
             )
             request.options["key"] = None
             return None
@@ -274,6 +290,8 @@ class ArtifactHooks:
             )
             return None
         self.stats.loaded += 1
+        if self.recorder is not None:
+            self.recorder.loaded(manifest.function, key.digest, manifest.compile_seconds)
         return LoadedEntry(
             guards,
             compiled,
@@ -301,13 +319,13 @@ class ArtifactHooks:
         index = {"function": manifest.function, "entries": entries}
         self.store.put(name, json.dumps(index, sort_keys=True).encode())
 
-    def _note(self, topic: str, message: str) -> None:
+    def _note(self, topic: str, message: str, level: int = logging.WARNING) -> None:
         """Log ``message`` once per topic (a reason repeated on every call is noise)."""
         with self._log_lock:
             if topic in self._logged:
                 return
             self._logged.add(topic)
-        logger.warning("%s", message)
+        logger.log(level, "%s", message)
 
 
 def _reached_through_arguments(guards: list[Any]) -> list[tuple[str, Any]]:
@@ -332,6 +350,16 @@ def _reached_through_arguments(guards: list[Any]) -> list[tuple[str, Any]]:
         ):
             found.append((f"type of argument {path_text(guard.path)}", value))
     return found
+
+
+def _recorder_for(store: BaseStore, hooks: ArtifactHooks) -> Any:
+    """A counters recorder in the disk store's directory, or None without a disk store."""
+    from ..telemetry import CountersDB, Recorder, disk_directory
+
+    directory = disk_directory(store)
+    if directory is None:
+        return None
+    return Recorder(CountersDB(directory), store, hooks.stats, owner=hooks)
 
 
 def _identity_encode(name: str, value: bytes) -> bytes:
