@@ -108,3 +108,47 @@ def test_import_pulls_in_neither_torch_nor_redis() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# -- the configuration file ---------------------------------------------------------------
+def test_config_file_fills_what_the_environment_leaves_unset(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[compilecache]\ndir = "/srv/cache"\nmax_size = "2G"\ndisable = false\nsalt = "v2"\n'
+    )
+    config = Config.from_env({"COMPILECACHE_CONFIG": str(path), "COMPILECACHE_SALT": "env"})
+    assert config.dir == Path("/srv/cache")
+    assert config.max_size == 2 << 30
+    assert config.salt == "env"
+    assert config.sources["COMPILECACHE_DIR"] == f"file {path}"
+    assert config.sources["COMPILECACHE_SALT"] == "environment"
+    assert config.sources["COMPILECACHE_REMOTE"] == "default"
+
+
+def test_per_user_config_file_is_found(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / ".config" / "compilecache").mkdir(parents=True)
+    (home / ".config" / "compilecache" / "config.toml").write_text('remote = "redis://h:1/0"\n')
+    assert Config.from_env({"HOME": str(home)}).remote == "redis://h:1/0"
+    assert Config.from_env({"HOME": str(tmp_path / "nobody")}).remote is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("dir = [1, 2]\n", "dir must be a string"),
+        ("colour = 'red'\n", "unknown setting 'colour'"),
+        ("dir = \n", "not valid TOML"),
+        ("max_size = 'lots'\n", "not a size"),
+    ],
+)
+def test_bad_config_files_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        Config.from_env({"COMPILECACHE_CONFIG": str(path)})
+
+
+def test_a_missing_explicit_config_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is not a file"):
+        Config.from_env({"COMPILECACHE_CONFIG": str(tmp_path / "absent.toml")})

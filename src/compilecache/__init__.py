@@ -18,6 +18,8 @@ from ._errors import InvalidKeyError as InvalidKeyError
 from ._errors import LockTimeoutError as LockTimeoutError
 from ._errors import RejectedEntryError as RejectedEntryError
 from ._errors import SeedFormatError as SeedFormatError
+from ._logs import configure_from_environment as _configure_logs
+from ._logs import set_logs as set_logs
 from .dispatch import Action as Action
 from .dispatch import BackendCompileError as BackendCompileError
 from .dispatch import RecompileLimitExceeded as RecompileLimitExceeded
@@ -43,6 +45,7 @@ from .dispatch import set_default_hooks as _set_default_hooks
 
 default_hooks = _ConfiguredHooks()
 _set_default_hooks(default_hooks)
+_configure_logs()  # COMPILECACHE_LOGS, if set
 
 
 def explain(fn: object, *args: object, **kwargs: object) -> object:
@@ -85,6 +88,7 @@ def _configured(options: dict[str, object]) -> tuple[object, object]:
 
 __all__ = [
     "Action",
+    "set_logs",
     "BackendCompileError",
     "BackendError",
     "CacheError",

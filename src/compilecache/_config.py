@@ -18,13 +18,23 @@ COMPILECACHE_SECRET      HMAC secret (at least 16 bytes) to sign     unset: entr
                          and verify entries
 COMPILECACHE_DISABLE     1/true/yes/on turns caching off             off
 COMPILECACHE_SALT        any text, mixed into every cache key        unset
+COMPILECACHE_CONFIG      path of a TOML configuration file           $XDG_CONFIG_HOME/compilecache/
+                                                                     config.toml, else
+                                                                     ~/.config/compilecache/
+                                                                     config.toml (if it exists)
 =======================  ==========================================  =============================
+
+The file holds the same settings in lower case without the prefix (``dir``, ``max_size``,
+``remote``, ``secret``, ``disable``, ``salt``), at the top level or in a ``[compilecache]``
+table. A variable overrides the file; ``Config.sources`` says where each value came from
+(``default``, ``environment`` or ``file <path>``).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,14 +122,23 @@ class Config:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
-        """Read the ``COMPILECACHE_*`` variables from ``environ`` (default ``os.environ``)."""
+        """Read the ``COMPILECACHE_*`` variables from ``environ`` (default ``os.environ``),
+        and the configuration file for settings the variables leave unset."""
         env = os.environ if environ is None else environ
         sources: dict[str, str] = {}
+        path = config_file(env)
+        in_file = read_config_file(path) if path is not None else {}
 
         def read(name: str) -> str | None:
             value = env.get(name)
-            sources[name] = "environment" if value is not None else "default"
-            return value
+            if value is not None:
+                sources[name] = "environment"
+                return value
+            if name in in_file:
+                sources[name] = f"file {path}"
+                return in_file[name]
+            sources[name] = "default"
+            return None
 
         raw_dir = read("COMPILECACHE_DIR")
         raw_size = read("COMPILECACHE_MAX_SIZE")
@@ -149,3 +168,76 @@ class Config:
             salt=raw_salt or None,
             sources=sources,
         )
+
+
+_FILE_SETTINGS = ("dir", "max_size", "remote", "secret", "disable", "salt")
+
+
+def config_file(environ: Mapping[str, str]) -> Path | None:
+    """The configuration file to read: ``COMPILECACHE_CONFIG`` (which must exist), else the
+    per-user file if it exists, else None."""
+    explicit = environ.get("COMPILECACHE_CONFIG")
+    if explicit is not None:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"COMPILECACHE_CONFIG={explicit!r} is not a file: create it or unset the "
+                "variable",
+                setting="COMPILECACHE_CONFIG",
+            )
+        return path
+    xdg = environ.get("XDG_CONFIG_HOME", "")
+    if xdg and Path(xdg).is_absolute():
+        base = Path(xdg)
+    elif environ.get("HOME"):
+        base = Path(environ["HOME"]) / ".config"
+    else:
+        return None
+    candidate = base / "compilecache" / "config.toml"
+    return candidate if candidate.is_file() else None
+
+
+def read_config_file(path: Path) -> dict[str, str]:
+    """The settings of a TOML configuration file, as ``{"COMPILECACHE_X": text}``.
+
+    Raises :class:`ConfigError` naming the file for bad TOML, unknown settings or values that
+    are not strings, numbers or booleans.
+    """
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+
+    setting = "COMPILECACHE_CONFIG"
+    try:
+        with open(path, "rb") as file:
+            data = tomllib.load(file)
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror}", setting=setting) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}", setting=setting) from None
+    table = data.get("compilecache", data)
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [compilecache] must be a table", setting=setting)
+    settings: dict[str, str] = {}
+    for name, value in table.items():
+        if name == "compilecache":
+            continue
+        if name not in _FILE_SETTINGS:
+            raise ConfigError(
+                f"{path}: unknown setting {name!r}; known settings: "
+                f"{', '.join(_FILE_SETTINGS)}",
+                setting=setting,
+            )
+        if isinstance(value, bool):
+            text = "1" if value else "0"
+        elif isinstance(value, (str, int, float)):
+            text = str(value)
+        else:
+            raise ConfigError(
+                f"{path}: {name} must be a string, number or boolean, not "
+                f"{type(value).__name__}",
+                setting=setting,
+            )
+        settings[f"COMPILECACHE_{name.upper()}"] = text
+    return settings
