@@ -181,8 +181,7 @@ def config_file(environ: Mapping[str, str]) -> Path | None:
         path = Path(explicit).expanduser()
         if not path.is_file():
             raise ConfigError(
-                f"COMPILECACHE_CONFIG={explicit!r} is not a file: create it or unset the "
-                "variable",
+                f"COMPILECACHE_CONFIG={explicit!r} is not a file: create it or unset the variable",
                 setting="COMPILECACHE_CONFIG",
             )
         return path
@@ -225,8 +224,7 @@ def read_config_file(path: Path) -> dict[str, str]:
             continue
         if name not in _FILE_SETTINGS:
             raise ConfigError(
-                f"{path}: unknown setting {name!r}; known settings: "
-                f"{', '.join(_FILE_SETTINGS)}",
+                f"{path}: unknown setting {name!r}; known settings: {', '.join(_FILE_SETTINGS)}",
                 setting=setting,
             )
         if isinstance(value, bool):
@@ -235,8 +233,7 @@ def read_config_file(path: Path) -> dict[str, str]:
             text = str(value)
         else:
             raise ConfigError(
-                f"{path}: {name} must be a string, number or boolean, not "
-                f"{type(value).__name__}",
+                f"{path}: {name} must be a string, number or boolean, not {type(value).__name__}",
                 setting=setting,
             )
         settings[f"COMPILECACHE_{name.upper()}"] = text

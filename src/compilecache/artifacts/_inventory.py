@@ -1,0 +1,207 @@
+"""What a store holds, entry by entry (a manifest and its artifact), for the command line:
+list, find by key prefix, read the per-function indexes, prune.
+
+Entries are read through the store (so signatures are checked); sizes and times come from the
+disk store's index when the store has one (a Redis-only store has no access times).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .._errors import CacheUsageError
+from . import _layout as layout
+from ._manifest import Manifest, ManifestError
+
+MANIFESTS = f"{layout.PREFIX}/m/"
+ARTIFACTS = f"{layout.PREFIX}/a/"
+INDEXES = f"{layout.PREFIX}/i/"
+
+
+@dataclass
+class StoredEntry:
+    """One stored compiled entry. ``manifest`` is None when it does not read back
+    (``problem`` says why)."""
+
+    key: str
+    manifest: Manifest | None
+    size: int = 0
+    created: float | None = None
+    last_used: float | None = None
+    loads: int = 0
+    problem: str | None = None
+
+    @property
+    def function(self) -> str:
+        return self.manifest.function if self.manifest else "?"
+
+    @property
+    def backend(self) -> str:
+        return self.manifest.backend if self.manifest else "?"
+
+    @property
+    def compile_seconds(self) -> float:
+        return self.manifest.compile_seconds if self.manifest else 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "function": self.function,
+            "backend": self.backend,
+            "size": self.size,
+            "created": self.created,
+            "last_used": self.last_used,
+            "loads": self.loads,
+            "compile_seconds": self.compile_seconds,
+            "problem": self.problem,
+        }
+
+
+def disk_of(store: Any) -> Any:
+    from ..stores import DiskStore
+    from ..telemetry._recorder import _layers
+
+    return next((layer for layer in _layers(store) if isinstance(layer, DiskStore)), None)
+
+
+def stored_entries(
+    store: Any, loads: dict[str, tuple[int, float]] | None = None
+) -> list[StoredEntry]:
+    """Every entry of ``store`` with its manifest, size, times and (from ``loads``, the
+    persisted counters) how often it was loaded."""
+    disk = disk_of(store)
+    rows: dict[str, Any] = {}
+    if disk is not None:
+        from ..stores._disk_maintenance import entries
+
+        rows = {row.key: row for row in entries(disk)}
+        keys = [k[len(MANIFESTS) :] for k in rows if k.startswith(MANIFESTS)]
+    else:
+        keys = [k[len(MANIFESTS) :] for k in store.keys() if k.startswith(MANIFESTS)]
+    found = []
+    for digest in sorted(keys):
+        entry = read_entry(store, digest)
+        manifest_row = rows.get(layout.manifest_key(digest))
+        artifact_row = rows.get(layout.artifact_key(digest))
+        if manifest_row is not None:
+            entry.size = manifest_row.size + (artifact_row.size if artifact_row else 0)
+            entry.created = manifest_row.created
+            used = [r.accessed for r in (manifest_row, artifact_row) if r is not None]
+            entry.last_used = max(used)
+        elif entry.manifest is not None:
+            entry.size = entry.manifest.artifact_size
+            entry.created = entry.manifest.created
+        if loads and digest in loads:
+            entry.loads, last_load = loads[digest]
+            entry.last_used = max(entry.last_used or 0.0, last_load)
+        found.append(entry)
+    return found
+
+
+def read_entry(store: Any, digest: str) -> StoredEntry:
+    data = store.get(layout.manifest_key(digest))
+    if data is None:
+        return StoredEntry(digest, None, problem="manifest unreadable (corrupt, rejected or gone)")
+    try:
+        return StoredEntry(digest, Manifest.from_bytes(data, digest))
+    except ManifestError as error:
+        return StoredEntry(digest, None, problem=str(error))
+
+
+def resolve_key(store: Any, prefix: str) -> str:
+    """The one stored key starting with ``prefix``. Raises :class:`CacheUsageError` when none
+    or several do."""
+    prefix = prefix.strip().lower()
+    if len(prefix) < 4:
+        raise CacheUsageError(f"key prefix {prefix!r} is too short: give at least 4 characters")
+    matches = sorted(
+        {k[len(MANIFESTS) :] for k in store.keys() if k.startswith(MANIFESTS + prefix)}
+    )
+    if not matches:
+        raise CacheUsageError(f"no stored entry has a key starting with {prefix!r}")
+    if len(matches) > 1:
+        shown = ", ".join(m[:16] for m in matches[:5])
+        raise CacheUsageError(f"key prefix {prefix!r} is ambiguous: {shown}; give more of it")
+    found: str = matches[0]
+    return found
+
+
+def function_indexes(store: Any, function: str | None = None) -> list[dict[str, Any]]:
+    """The per-function indexes (recorded keys and their components), optionally only those
+    of ``function`` (``module:qualname``)."""
+    found = []
+    for key in store.keys():
+        if not key.startswith(INDEXES):
+            continue
+        raw = store.get(key)
+        try:
+            index = json.loads(raw) if raw else None
+        except ValueError:
+            continue
+        if not isinstance(index, dict) or not isinstance(index.get("entries"), dict):
+            continue
+        if function is None or index.get("function") == function:
+            found.append(index)
+    return found
+
+
+def delete_entry(store: Any, digest: str) -> None:
+    """Remove an entry: its manifest first (which unpublishes it), then its artifact."""
+    store.delete(layout.manifest_key(digest))
+    store.delete(layout.artifact_key(digest))
+
+
+@dataclass
+class PruneReport:
+    removed: int = 0
+    freed: int = 0
+    kept: int = 0
+    size_after: int = 0
+
+
+def prune(
+    store: Any,
+    *,
+    max_size: int | None = None,
+    older_than: float | None = None,
+    function: str | None = None,
+    now: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> PruneReport:
+    """Remove entries: of ``function`` (``module:qualname``, or a qualname), unused for
+    ``older_than`` seconds, then least recently used ones until the entries total at most
+    ``max_size`` bytes. ``progress(done, total)`` is called as entries are examined.
+
+    Entries being read are safe: see :mod:`compilecache.stores._disk_maintenance`.
+    """
+    now = time.time() if now is None else now
+    listed = stored_entries(store)
+    doomed: list[StoredEntry] = []
+    kept: list[StoredEntry] = []
+    for entry in listed:
+        last = entry.last_used or entry.created or now
+        if (
+            function is not None and function in (entry.function, entry.function.split(":")[-1])
+        ) or (older_than is not None and now - last > older_than):
+            doomed.append(entry)
+        else:
+            kept.append(entry)
+    if max_size is not None:
+        kept.sort(key=lambda e: e.last_used or e.created or 0.0)  # least recently used first
+        total = sum(e.size for e in kept)
+        while kept and total > max_size:
+            entry = kept.pop(0)
+            total -= entry.size
+            doomed.append(entry)
+    report = PruneReport(kept=len(kept), size_after=sum(e.size for e in kept))
+    for done, entry in enumerate(doomed, 1):
+        delete_entry(store, entry.key)
+        report.removed += 1
+        report.freed += entry.size
+        if progress is not None:
+            progress(done, len(doomed))
+    return report

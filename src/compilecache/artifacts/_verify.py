@@ -1,0 +1,149 @@
+"""``verify``: check every entry of a disk store, and quarantine the bad ones.
+
+Three checks, in order, each on what the previous one passed:
+
+1. the frame: magic, tag, version, length and checksum (a truncated or corrupt entry);
+2. the codecs of the configured store: the signature (a forged entry, or one signed with
+   another secret) and decompression;
+3. entries as a whole: a manifest that parses, names its own key, and whose artifact exists
+   and has the size and SHA-256 the manifest records.
+
+A bad value is moved to ``<store>/quarantine/`` (its bytes and a note of why) and removed from
+the store, so the next compile replaces it; quarantined files are never read again. When
+*every* signed entry fails its signature, the secret is more likely wrong than the entries:
+then nothing is quarantined for its signature (a wrong secret must not empty a cache).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._errors import CacheUsageError, CorruptEntryError, RejectedEntryError
+from . import _layout as layout
+from ._inventory import MANIFESTS, disk_of
+from ._manifest import Manifest, ManifestError
+
+
+@dataclass
+class VerifyReport:
+    checked: int = 0
+    ok: int = 0
+    corrupt: list[tuple[str, str]] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    inconsistent: list[tuple[str, str]] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)
+    secret_suspect: bool = False
+
+    @property
+    def bad(self) -> int:
+        return len(self.corrupt) + len(self.rejected) + len(self.inconsistent)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "checked": self.checked,
+            "ok": self.ok,
+            "corrupt": [{"key": k, "reason": r} for k, r in self.corrupt],
+            "rejected": [{"key": k, "reason": r} for k, r in self.rejected],
+            "inconsistent": [{"key": k, "reason": r} for k, r in self.inconsistent],
+            "quarantined": self.quarantined,
+            "secret_suspect": self.secret_suspect,
+        }
+
+
+def _codecs(store: Any) -> tuple[Any, ...]:
+    from ..stores import CodecStore
+
+    codecs: tuple[Any, ...] = ()
+    while store is not None:
+        if isinstance(store, CodecStore):
+            codecs = store.codecs + codecs
+        store = getattr(store, "inner", None)
+    return codecs
+
+
+def verify_store(
+    store: Any,
+    *,
+    quarantine: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> VerifyReport:
+    """Verify every entry of the disk store in ``store`` (see the module docstring).
+
+    Raises :class:`CacheUsageError` when ``store`` has no disk store.
+    """
+    from ..stores._disk_maintenance import quarantine as move_aside
+    from ..stores._disk_maintenance import read_raw
+
+    disk = disk_of(store)
+    if disk is None:
+        raise CacheUsageError("verify checks a local disk store, and this store has none")
+    codecs = _codecs(store)
+    report = VerifyReport()
+    keys = sorted(disk.keys())
+    values: dict[str, bytes] = {}
+    signed_ok = 0
+    for done, key in enumerate(keys, 1):
+        payload, problem = read_raw(disk, key)
+        if payload is None and problem is None:
+            continue  # removed meanwhile
+        report.checked += 1
+        if problem is not None:
+            report.corrupt.append((key, problem))
+        else:
+            assert payload is not None
+            try:
+                for codec in reversed(codecs):
+                    payload = codec.decode(key, payload)
+                values[key] = payload
+                signed_ok += 1
+            except RejectedEntryError as error:
+                report.rejected.append((key, str(error)))
+            except CorruptEntryError as error:
+                report.corrupt.append((key, str(error)))
+        if progress is not None:
+            progress(done, len(keys))
+    for key, value in values.items():
+        if key.startswith(MANIFESTS):
+            digest = key[len(MANIFESTS) :]
+            problem = _entry_problem(digest, value, values.get(layout.artifact_key(digest)))
+            if problem is not None:
+                report.inconsistent.append((key, problem))
+    report.ok = report.checked - report.bad
+    if report.rejected and not signed_ok:
+        report.secret_suspect = True
+    if quarantine:
+        doomed = report.corrupt + report.inconsistent
+        if not report.secret_suspect:
+            doomed = doomed + report.rejected
+        for key, reason in doomed:
+            moved = move_aside(disk, key, reason)
+            report.quarantined.append(str(moved or key))
+            if key.startswith(MANIFESTS):  # its artifact is unusable without it
+                artifact = layout.artifact_key(key[len(MANIFESTS) :])
+                if artifact in values:
+                    move_aside(disk, artifact, f"its manifest was quarantined: {reason}")
+    return report
+
+
+def _entry_problem(digest: str, manifest_bytes: bytes, artifact: bytes | None) -> str | None:
+    try:
+        manifest = Manifest.from_bytes(manifest_bytes, digest)
+    except ManifestError as error:
+        return str(error)
+    if artifact is None:
+        return "its artifact is missing"
+    try:
+        manifest.check_artifact(artifact)
+    except ManifestError as error:
+        return str(error)
+    return None
+
+
+def quarantine_dir(store: Any) -> Path | None:
+    from ..stores._disk_maintenance import QUARANTINE
+
+    disk = disk_of(store)
+    return None if disk is None else disk.root / QUARANTINE
