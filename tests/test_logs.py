@@ -43,7 +43,7 @@ def test_parse_levels_and_all() -> None:
         "compilecache.store": logging.ERROR,
     }
     assert set(parse("+all")) == set(CHANNELS.values())
-    with pytest.raises(LogSpecError, match="unknown channel 'dynamo'.*recompiles"):
+    with pytest.raises(LogSpecError, match=r"unknown channel 'dynamo'.*recompiles"):
         parse("dynamo")
 
 

@@ -29,6 +29,7 @@ import re
 import struct
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,14 +89,17 @@ def export_bundle(
     store: BaseStore,
     functions: list[str] | None = None,
     secret: bytes | str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> BundleReport:
     """Write the entries of ``store`` (those of ``functions``, ``module:qualname`` names, if
-    given) into the bundle file ``path``, atomically; sign it with ``secret`` if given."""
+    given) into the bundle file ``path``, atomically; sign it with ``secret`` if given.
+    ``progress(done, total)`` is called per stored entry examined."""
     entries: list[dict[str, Any]] = []
     blobs: list[bytes] = []
-    for name in sorted(store.keys()):
-        if not name.startswith(f"{layout.PREFIX}/m/"):
-            continue
+    names = sorted(n for n in store.keys() if n.startswith(f"{layout.PREFIX}/m/"))
+    for done, name in enumerate(names, 1):
+        if progress is not None:
+            progress(done, len(names))
         key = name.rsplit("/", 1)[1]
         manifest_bytes = store.get(name)
         artifact = store.get(layout.artifact_key(key))
@@ -151,6 +155,7 @@ def import_bundle(
     store: BaseStore,
     secret: bytes | str | None = None,
     max_bytes: int = 8 << 30,
+    progress: Callable[[int, int], None] | None = None,
 ) -> BundleReport:
     """Import the bundle at ``path`` into ``store`` (see the module docstring).
 
@@ -172,18 +177,24 @@ def import_bundle(
         mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
     # Not closed explicitly: views into it may still be referenced by an exception's traceback
     # (closing then raises BufferError over the real error); it is unmapped when collected.
-    return _import(memoryview(mapped), source, store, _secret_bytes(secret))
+    return _import(memoryview(mapped), source, store, _secret_bytes(secret), progress)
 
 
 def _import(
-    data: memoryview, source: Path, store: BaseStore, key_bytes: bytes | None
+    data: memoryview,
+    source: Path,
+    store: BaseStore,
+    key_bytes: bytes | None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> BundleReport:
     header, body = _parse(data, key_bytes, source)
     report = BundleReport(str(source), bytes=data.nbytes)
     here = _environment()
     writes: dict[str, bytes] = {}
     offset = 0
-    for entry in header["entries"]:
+    for done, entry in enumerate(header["entries"], 1):
+        if progress is not None:
+            progress(done, len(header["entries"]))
         key = entry["key"]
         manifest_bytes = body[offset : offset + entry["manifest"]]
         offset += entry["manifest"]

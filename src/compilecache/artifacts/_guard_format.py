@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import builtins
 import enum
+import json
 import sys
 import types
 from typing import Any
@@ -303,3 +304,57 @@ def load_guards(data: Any, namespace: dict[str, Any], cells: tuple[Any, ...] | N
         raise
     except Exception as error:  # any malformed detail: the entry is unusable, never half-read
         raise GuardFormatError(f"stored guards do not read back: {error!r}") from error
+
+
+# -- reading stored guards as text (the command line; nothing is resolved or imported) -------
+def describe_stored_guard(data: Any) -> str:
+    """One stored guard in words, e.g. ``x: shape (None, 16)``, without resolving any type."""
+    try:
+        from ..dispatch._guards import path_text
+
+        where = path_text(load_path(data["path"]))
+    except Exception:
+        where = json.dumps(data.get("path"), separators=(",", ":"))[:80]
+    kind = str(data.get("kind", "?"))
+    if data.get("current"):
+        return f"{where}: {kind} the current value (pinned by the key's dependencies)"
+    if "module" in data:
+        return f"{where}: {kind} module {data['module']}"
+    expected = data.get("expected")
+    if kind == "strides" and isinstance(expected, list) and len(expected) == 2:
+        expected = expected[1]  # (array family, strides)
+    return f"{where}: {kind} {show_value(expected)}"
+
+
+def show_value(data: Any) -> str:
+    """A tagged stored value as text (``{"float": "0x1.8p+1"}`` -> ``1.5``)."""
+    if isinstance(data, dict) and len(data) == 1:
+        ((tag, body),) = data.items()
+        simple = {"none": "None", "ellipsis": "...", "bool": str(body), "int": str(body)}
+        if tag in simple:
+            return simple[tag]
+        if tag == "float" and isinstance(body, str):
+            return repr(float.fromhex(body))
+        if tag == "str":
+            return repr(body)
+        if tag in ("type", "torch_device", "numpy_dtype"):
+            return str(body)
+        if tag == "torch_dtype":
+            return f"torch.{body}"
+        if tag in ("tuple", "list", "set", "frozenset") and isinstance(body, list):
+            inner = ", ".join(show_value(item) for item in body)
+            return (
+                f"({inner})"
+                if tag == "tuple"
+                else f"[{inner}]"
+                if tag == "list"
+                else f"{{{inner}}}"
+            )
+    if isinstance(data, list):
+        items = ["*" if item is None else show_value(item) for item in data]
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+    if data is None:
+        return "None"
+    if isinstance(data, (int, str, bool)):
+        return str(data)
+    return json.dumps(data, separators=(",", ":"))[:120]

@@ -25,10 +25,13 @@ class Group(click.Group):
         except Exception as error:
             if ctx.params.get("debug"):
                 raise
-            code = EXIT_USAGE if isinstance(error, CacheUsageError) else EXIT_BACKEND
+            # Usage errors (bad options, configuration, bundles, keys) exit 2, like click's own;
+            # everything else is a failure of a store or a compiler: 3.
+            code = EXIT_USAGE if isinstance(error, (CacheUsageError, ValueError)) else EXIT_BACKEND
             if isinstance(error, BackendError):
                 code = EXIT_BACKEND
-            click.echo(f"compilecache: error: {error}", err=True)
+            message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            click.echo(f"compilecache: error: {message}", err=True)
             sys.exit(code)
 
 
@@ -40,9 +43,30 @@ def main(debug: bool) -> None:
 
 
 def _register() -> None:
+    from ._bundles import export_command, import_command
+    from ._config_cmd import config_command
     from ._demo import demo
+    from ._entries import ls, show
+    from ._explain_cmd import explain
+    from ._maintenance import clear, prune, verify
+    from ._report import report
+    from ._stats import stats
 
-    main.add_command(demo)
+    for command in (
+        stats,
+        ls,
+        show,
+        explain,
+        verify,
+        prune,
+        clear,
+        export_command,
+        import_command,
+        config_command,
+        report,
+        demo,
+    ):
+        main.add_command(command)
 
 
 _register()

@@ -1,0 +1,5 @@
+"""``python -m compilecache``: the ``compilecache`` command."""
+
+from .cli import main
+
+main(prog_name="compilecache")
