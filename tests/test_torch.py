@@ -295,3 +295,32 @@ def test_cold_processes_compile_once(tmp_path: Path) -> None:
     loads = sum(report["stats"]["aot loads"] for report in reports)
     assert (compiles, loads) == (1, 2)
     assert all(max(report["errors"]) <= 1e-5 for report in reports)
+
+
+def test_the_demo_runs_end_to_end(tmp_path: Path) -> None:
+    """The main job: every case in a fresh process, compilecache's warm start loaded."""
+    import json
+    import subprocess
+
+    env = worker_env(tmp_path / "cache", tmp_path / "inductor")
+    done = subprocess.run(
+        [sys.executable, "-m", "compilecache", "demo", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout)
+    assert list(results) == [
+        "eager",
+        "torch.compile, cold",
+        "torch.compile, warm",
+        "compilecache, cold",
+        "compilecache, warm",
+    ]
+    warm = results["compilecache, warm"]
+    assert warm["stats"]["aot loads"] == 1 and warm["stats"]["aot compiles"] == 0
+    assert not warm["inductor_imported"]
+    assert all(r["max_error"] <= 1e-5 for r in results.values())

@@ -19,6 +19,7 @@ dispatch    compilecache.dispatch        compiles, loads, recompile limits
 keys        compilecache.keys            key components and their digests (DEBUG)
 artifacts   compilecache.artifacts       loads, saves, bypasses, waits on other processes
 store       compilecache.store           tiers: failures, corrupt and rejected entries
+torch       compilecache.torch           AOT compiles and loads, fallbacks to torch.compile
 ==========  ===========================  ================================================
 """
 
@@ -34,6 +35,7 @@ CHANNELS = {
     "keys": "compilecache.keys",
     "artifacts": "compilecache.artifacts",
     "store": "compilecache.store",
+    "torch": "compilecache.torch",
 }
 
 _handler: logging.Handler | None = None

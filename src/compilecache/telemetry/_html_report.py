@@ -32,7 +32,7 @@ def _bars_over_time(
     tops = [sum(series[name].get(b, 0) for name in series) for b in buckets]
     peak = max(tops) or 1
     step = (WIDTH - 2 * PAD) / len(buckets)
-    bar = max(1.0, step * 0.8)
+    bar = min(max(1.0, step * 0.8), 48.0)
     parts = [_frame(title, peak)]
     for i, bucket in enumerate(buckets):
         x = PAD + i * step

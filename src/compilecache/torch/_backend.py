@@ -11,6 +11,7 @@ export failure is a property of the code, not of a shape): export is not retried
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,8 @@ from ._jit_runner import JitRunner, load_torch_artifacts, save_torch_artifacts
 from ._package import ExportUnsupported, compile_package, export_program, open_loader
 
 MODES = ("auto", "aot", "jit")
+
+logger = logging.getLogger("compilecache.torch")
 
 
 class AOTUnavailableError(BackendError):
@@ -97,6 +100,11 @@ class TorchBackend:
                 'Use mode="auto" to fall back to torch.compile, or fix the cause'
             )
         self.stats["fallbacks"][reason] += 1
+        logger.info(
+            "%s: compiling with torch.compile instead of ahead of time: %s",
+            type(self.module).__qualname__,
+            reason,
+        )
         return self._jit(reason)
 
     def _aot_blocker(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
@@ -124,6 +132,11 @@ class TorchBackend:
         runner = self._runner(package, tuple(kwargs), _flat(args, kwargs))
         runner.package = package
         self.stats["aot compiles"] += 1
+        logger.info(
+            "%s: compiled ahead of time (%d-byte package)",
+            type(self.module).__qualname__,
+            len(package),
+        )
         return runner
 
     def _runner(
