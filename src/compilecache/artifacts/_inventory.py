@@ -62,10 +62,9 @@ class StoredEntry:
 
 
 def disk_of(store: Any) -> Any:
-    from ..stores import DiskStore
-    from ..telemetry._recorder import _layers
+    from ..stores import disk_store_of
 
-    return next((layer for layer in _layers(store) if isinstance(layer, DiskStore)), None)
+    return disk_store_of(store)
 
 
 def stored_entries(

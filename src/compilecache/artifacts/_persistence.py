@@ -24,7 +24,7 @@ from .._locks import FileLock, Lock, RedisLock
 from ..dispatch._entries import CacheEntry
 from ..dispatch._hooks import CompileRequest, LoadedEntry
 from ..keys import CacheKey, Unfingerprintable, build_key
-from ..stores import BaseStore, CodecStore, DiskStore, ReadOnly, TieredStore
+from ..stores import BaseStore, CodecStore, DiskStore, ReadOnly, TieredStore, store_layers
 from . import _layout as layout
 from ._guard_format import GuardFormatError, dump_guards, load_guards
 from ._manifest import Manifest, ManifestError
@@ -373,18 +373,10 @@ def _flush(store: BaseStore, timeout: float = 60.0) -> None:
         store.flush(timeout)
 
 
-def _layers(store: BaseStore) -> list[BaseStore]:
-    if isinstance(store, (CodecStore, ReadOnly)):
-        return _layers(store.inner)
-    if isinstance(store, TieredStore):
-        return [layer for tier in store.tiers for layer in _layers(tier)]
-    return [store]
-
-
 def default_lock_factory(store: BaseStore, ttl: float) -> Callable[[str], Lock]:
     """A Redis lock when the store has a Redis tier (it spans machines), else a file lock in
     the disk store's directory, else a lock local to this process's temp directory."""
-    layers = _layers(store)
+    layers = store_layers(store)
     for layer in layers:
         if layer.remote and hasattr(layer, "_client"):
             client = layer._client

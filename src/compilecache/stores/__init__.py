@@ -19,6 +19,8 @@ from ._disk import DiskStore as DiskStore
 from ._factory import open_store as open_store
 from ._keys import MAX_KEY_LENGTH as MAX_KEY_LENGTH
 from ._keys import check_key as check_key
+from ._layers import disk_store_of as disk_store_of
+from ._layers import store_layers as store_layers
 from ._memory import MemoryStore as MemoryStore
 from ._null import NullStore as NullStore
 from ._readonly import ReadOnly as ReadOnly
@@ -44,6 +46,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "disk_store_of",
+    "store_layers",
     "BaseStore",
     "CircuitBreaker",
     "Codec",

@@ -125,31 +125,19 @@ class Recorder:
 
 
 def _disk_size(store: Any) -> tuple[int, int] | None:
-    from ..stores import DiskStore
+    from ..stores import disk_store_of
 
-    for layer in _layers(store):
-        if isinstance(layer, DiskStore):
-            stats = layer.stats()
-            if stats.entries is not None and stats.size is not None:
-                return stats.entries, stats.size
+    disk = disk_store_of(store)
+    if disk is not None:
+        stats = disk.stats()
+        if stats.entries is not None and stats.size is not None:
+            return stats.entries, stats.size
     return None
-
-
-def _layers(store: Any) -> list[Any]:
-    inner = getattr(store, "inner", None)
-    if inner is not None:
-        return _layers(inner)
-    tiers = getattr(store, "tiers", None)
-    if tiers:
-        return [layer for tier in tiers for layer in _layers(tier)]
-    return [store]
 
 
 def disk_directory(store: Any) -> Any:
     """The directory of the disk store in ``store`` (unwrapping codecs and tiers), or None."""
-    from ..stores import DiskStore
+    from ..stores import disk_store_of
 
-    for layer in _layers(store):
-        if isinstance(layer, DiskStore):
-            return layer.root
-    return None
+    disk = disk_store_of(store)
+    return None if disk is None else disk.root
