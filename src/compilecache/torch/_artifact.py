@@ -1,7 +1,8 @@
 """The bytes of a torch entry: a short header (what kind, why) and the payload.
 
 ``CCTORCH1\n``, a 4-byte big-endian header length, a JSON header
-(``{"mode": "aot"|"jit", "fallback": reason or null, "kwargs": [...], "flat": bool}``), then the
+(``{"mode": "aot"|"jit", "fallback": reason or null, "export fails": bool, "kwargs": [...],
+"flat": bool}``; ``export fails``: the fallback holds for every shape), then the
 payload: an AOTInductor ``.pt2`` package, or torch's cache artifacts. The store's frame already
 checks integrity; this only says how to read what it carries.
 """

@@ -4,8 +4,8 @@ Modes: ``"aot"`` (export + AOTInductor; raise :class:`AOTUnavailableError` namin
 when a call cannot be compiled ahead of time), ``"jit"`` (torch.compile), ``"auto"`` (AOT, and
 JIT for a specialization AOT cannot serve, with the reason recorded). A call is AOT-able when
 it is inference: grad disabled, or no input or parameter requires grad, and the module is in
-eval mode. Once export fails for a model, later specializations of it go straight to JIT (an
-export failure is a property of the code, not of a shape): export is not retried per call.
+eval mode. Once a static export fails for a model, later specializations of it go straight to
+JIT (such a failure is a property of the code, not of a shape): export is not retried per call.
 """
 
 from __future__ import annotations
@@ -92,7 +92,10 @@ class TorchBackend:
                 return self._aot(args, example_kwargs, spec)
             except ExportUnsupported as error:
                 reason = error.reason
-                if reason.startswith("torch.export failed"):
+                if reason.startswith("torch.export failed") and not spec.dynamic:
+                    # A static export failing is the code's doing: every shape would fail the
+                    # same way. With dynamic dimensions it may be the shapes' (a dimension
+                    # that must be static), so other specializations still try.
                     self.export_failure = reason
         if self.mode == "aot":
             raise AOTUnavailableError(
@@ -174,6 +177,9 @@ class TorchBackend:
             header = {
                 "mode": "jit",
                 "fallback": compiled.fallback_reason,
+                # The reason holds for every shape: a loading process need not try export.
+                "export fails": compiled.fallback_reason is not None
+                and compiled.fallback_reason == self.export_failure,
                 "kwargs": [],
                 "flat": True,
             }
@@ -197,9 +203,8 @@ class TorchBackend:
         load_torch_artifacts(bytes(payload))
         self.stats["jit loads"] += 1
         if reason:
-            self.export_failure = self.export_failure or (
-                reason if str(reason).startswith("torch.export failed") else None
-            )
+            if header.get("export fails") and self.export_failure is None:
+                self.export_failure = str(reason)
             self.stats["fallbacks"][reason] += 1
         return self._jit(reason, ready=True)
 
