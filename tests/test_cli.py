@@ -194,10 +194,12 @@ def test_prune_by_function_age_and_size(cache: Path, tmp_path: Path) -> None:
     assert removed["removed"] == 2
     assert {e["function"] for e in data(run(cache, "ls", "--json"))} == {"clipkg:scale"}
     listed = data(run(cache, "ls", "--json", "--sort", "used"))  # most recently used first
-    limit = max(e["size"] for e in listed)
+    total = data(run(cache, "stats", "--json"))["tiers"]["disk"]["bytes"]
+    limit = total - listed[-1]["size"]  # room for all but the least recently used entry
     limited = data(run(cache, "prune", "--max-size", str(limit), "--json"))
     assert limited["removed"] == 1 and limited["size_after"] <= limit
     assert [e["key"] for e in data(run(cache, "ls", "--json"))] == [listed[0]["key"]]
+    assert data(run(cache, "stats", "--json"))["tiers"]["disk"]["bytes"] <= limit
     assert data(run(cache, "prune", "--older-than", "1d", "--json"))["removed"] == 0
     assert data(run(cache, "prune", "--older-than", "0s", "--json"))["removed"] == 1
     assert run(cache, "prune").exit_code == EXIT_USAGE

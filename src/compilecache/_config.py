@@ -213,15 +213,19 @@ def read_config_file(path: Path) -> dict[str, str]:
             data = tomllib.load(file)
     except OSError as error:
         raise ConfigError(f"cannot read {path}: {error.strerror}", setting=setting) from None
-    except tomllib.TOMLDecodeError as error:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path} is not valid TOML: {error}", setting=setting) from None
-    table = data.get("compilecache", data)
+    table = data.pop("compilecache", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [compilecache] must be a table", setting=setting)
+    twice = sorted(set(table) & set(data))
+    if twice:
+        raise ConfigError(
+            f"{path}: {', '.join(twice)} set both at the top level and in [compilecache]: keep one",
+            setting=setting,
+        )
     settings: dict[str, str] = {}
-    for name, value in table.items():
-        if name == "compilecache":
-            continue
+    for name, value in {**data, **table}.items():
         if name not in _FILE_SETTINGS:
             raise ConfigError(
                 f"{path}: unknown setting {name!r}; known settings: {', '.join(_FILE_SETTINGS)}",

@@ -80,6 +80,10 @@ def set_logs(spec: str) -> None:
         _handler.setFormatter(logging.Formatter("[%(name)s] %(levelname)s: %(message)s"))
         root.addHandler(_handler)
         root.propagate = False  # printed once, by this handler
+        if root.level == logging.NOTSET:
+            # Channels not named must not inherit the application's root level (an
+            # application at DEBUG would otherwise get every channel).
+            root.setLevel(logging.WARNING)
     for name, level in levels.items():
         # The channel's own level decides; records then reach the handler on "compilecache"
         # (a parent's level is not consulted when records propagate).

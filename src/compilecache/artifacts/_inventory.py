@@ -67,6 +67,58 @@ def disk_of(store: Any) -> Any:
     return disk_store_of(store)
 
 
+def codec_chain(store: Any, disk: Any) -> list[Any] | None:
+    """The codec stores between ``store`` and ``disk``, outermost first (None: ``disk`` is not
+    inside ``store``)."""
+    from ..stores import CodecStore
+
+    if store is disk:
+        return []
+    inner = getattr(store, "inner", None)
+    if inner is not None:
+        chain = codec_chain(inner, disk)
+        if chain is not None and isinstance(store, CodecStore):
+            return [store, *chain]
+        return chain
+    for tier in getattr(store, "tiers", ()):
+        chain = codec_chain(tier, disk)
+        if chain is not None:
+            return chain
+    return None
+
+
+def decode_through(chain: list[Any], key: str, payload: bytes) -> bytes:
+    """Undo the codecs of ``chain`` (from :func:`codec_chain`) on a value read from the disk
+    store: the innermost store's first, each store's codecs in reverse. Raises
+    :class:`RejectedEntryError` or :class:`CorruptEntryError`."""
+    for codec_store in reversed(chain):
+        for codec in reversed(codec_store.codecs):
+            payload = codec.decode(key, payload)
+    return payload
+
+
+def read_value(store: Any, key: str) -> tuple[bytes | None, str | None]:
+    """(the value of ``key``, None) or (None, what is wrong), read from the disk store without
+    recording an access or removing a bad value (that is verify's job, with quarantine);
+    from the store itself when it has no disk store or the key is not on disk."""
+    from .._errors import CorruptEntryError, RejectedEntryError
+    from ..stores._disk_maintenance import read_raw
+
+    disk = disk_of(store)
+    if disk is None:
+        return store.get(key), None
+    read = read_raw(disk, key)
+    if read.row is None:
+        return store.get(key), None
+    if read.problem is not None:
+        return None, read.problem
+    assert read.payload is not None
+    try:
+        return decode_through(codec_chain(store, disk) or [], key, read.payload), None
+    except (RejectedEntryError, CorruptEntryError) as error:
+        return None, str(error)
+
+
 def stored_entries(
     store: Any, loads: dict[str, tuple[int, float]] | None = None
 ) -> list[StoredEntry]:
@@ -102,9 +154,9 @@ def stored_entries(
 
 
 def read_entry(store: Any, digest: str) -> StoredEntry:
-    data = store.get(layout.manifest_key(digest))
+    data, problem = read_value(store, layout.manifest_key(digest))
     if data is None:
-        return StoredEntry(digest, None, problem="manifest unreadable (corrupt, rejected or gone)")
+        return StoredEntry(digest, None, problem=f"manifest unusable: {problem or 'gone'}")
     try:
         return StoredEntry(digest, Manifest.from_bytes(data, digest))
     except ManifestError as error:
@@ -148,18 +200,18 @@ def function_indexes(store: Any, function: str | None = None) -> list[dict[str, 
     return found
 
 
-def delete_entry(store: Any, digest: str) -> None:
-    """Remove an entry: its manifest first (which unpublishes it), then its artifact."""
-    store.delete(layout.manifest_key(digest))
-    store.delete(layout.artifact_key(digest))
-
-
 @dataclass
 class PruneReport:
     removed: int = 0
     freed: int = 0
     kept: int = 0
     size_after: int = 0
+    orphans: int = 0
+
+
+#: An artifact without its manifest younger than this may be a writer's, between its two
+#: writes; older ones are left by a writer that died (or a manifest quarantined): garbage.
+ORPHAN_GRACE = 60.0
 
 
 def prune(
@@ -171,14 +223,30 @@ def prune(
     now: float | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> PruneReport:
-    """Remove entries: of ``function`` (``module:qualname``, or a qualname), unused for
-    ``older_than`` seconds, then least recently used ones until the entries total at most
-    ``max_size`` bytes. ``progress(done, total)`` is called as entries are examined.
+    """Remove from the local disk store: artifacts left without a manifest; the entries of
+    ``function`` (``module:qualname``, or a qualname); entries unused for ``older_than``
+    seconds; then least recently used entries until the disk store holds at most ``max_size``
+    bytes. ``progress(done, total)`` is called as entries are removed. A remote tier is left
+    alone (other machines share it).
 
     Entries being read are safe: see :mod:`compilecache.stores._disk_maintenance`.
+    Raises :class:`CacheUsageError` when ``store`` has no disk store.
     """
+    from ..stores._disk_maintenance import delete_many, entries
+
+    disk = disk_of(store)
+    if disk is None:
+        raise CacheUsageError("prune works on a local disk store, and this store has none")
     now = time.time() if now is None else now
     listed = stored_entries(store)
+    manifests = {entry.key for entry in listed}
+    orphans = [
+        row
+        for row in entries(disk)
+        if row.key.startswith(ARTIFACTS)
+        and row.key[len(ARTIFACTS) :] not in manifests
+        and now - row.created > ORPHAN_GRACE
+    ]
     doomed: list[StoredEntry] = []
     kept: list[StoredEntry] = []
     for entry in listed:
@@ -189,16 +257,31 @@ def prune(
             doomed.append(entry)
         else:
             kept.append(entry)
+    total = (disk.stats().size or 0) - sum(row.size for row in orphans)
+    total -= sum(entry.size for entry in doomed)
     if max_size is not None:
         kept.sort(key=lambda e: e.last_used or e.created or 0.0)  # least recently used first
-        total = sum(e.size for e in kept)
         while kept and total > max_size:
             entry = kept.pop(0)
             total -= entry.size
             doomed.append(entry)
-    report = PruneReport(kept=len(kept), size_after=sum(e.size for e in kept))
+        if total > max_size:  # still over: young orphans too (a writer mid-way recompiles)
+            young = [
+                row
+                for row in entries(disk)
+                if row.key.startswith(ARTIFACTS)
+                and row.key[len(ARTIFACTS) :] not in manifests
+                and row not in orphans
+            ]
+            orphans += young
+            total -= sum(row.size for row in young)
+    report = PruneReport(kept=len(kept), size_after=max(total, 0), orphans=len(orphans))
+    if orphans:
+        delete_many(disk, [row.key for row in orphans])
+        report.freed = sum(row.size for row in orphans)
     for done, entry in enumerate(doomed, 1):
-        delete_entry(store, entry.key)
+        # The manifest and the artifact in one transaction: the manifest is what publishes.
+        delete_many(disk, [layout.manifest_key(entry.key), layout.artifact_key(entry.key)])
         report.removed += 1
         report.freed += entry.size
         if progress is not None:

@@ -12,6 +12,19 @@ from typing import Any
 
 from ..keys import FORMAT_VERSION, CacheKey
 
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "key": str,
+    "function": str,
+    "backend": str,
+    "components": dict,
+    "guards": list,
+    "spec": list,
+    "compile_seconds": (int, float),
+    "artifact_size": int,
+    "artifact_sha256": str,
+    "created": (int, float),
+}
+
 
 class ManifestError(Exception):
     """A stored manifest that cannot be used (wrong format, key, or artifact digest)."""
@@ -72,14 +85,16 @@ class Manifest:
             raise ManifestError(f"manifest does not parse: {error!r}") from None
         if manifest.key != expected_key:
             raise ManifestError("manifest stored under another key")
-        if (
-            not isinstance(manifest.guards, list)
-            or not isinstance(manifest.artifact_size, int)
-            or not isinstance(manifest.components, dict)
-            or not all(isinstance(c, dict) for c in manifest.components.values())
-            or not isinstance(manifest.spec, list)
-        ):
-            raise ManifestError("manifest fields have the wrong types")
+        wrong = [
+            name
+            for name, kinds in _FIELD_TYPES.items()
+            if not isinstance(getattr(manifest, name), kinds)
+            or isinstance(getattr(manifest, name), bool)  # a JSON true is not a number
+        ]
+        if wrong or not all(isinstance(c, dict) for c in manifest.components.values()):
+            raise ManifestError(f"manifest fields have the wrong types: {', '.join(wrong)}")
+        if not all(isinstance(line, str) for line in manifest.spec):
+            raise ManifestError("manifest spec is not a list of text lines")
         return manifest
 
     def check_artifact(self, artifact: bytes) -> None:

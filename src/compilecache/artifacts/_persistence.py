@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import os
 import threading
 import time
 import types
@@ -312,7 +313,11 @@ class ArtifactHooks:
         except ValueError:
             index = {}
         entries = index.get("entries", {}) if isinstance(index.get("entries"), dict) else {}
-        entries[key.digest] = {"components": key.as_json(), "created": manifest.created}
+        entries[key.digest] = {
+            "components": key.as_json(),
+            "created": manifest.created,
+            "run": run_id(),  # which process compiled it: explain compares runs, not siblings
+        }
         if len(entries) > INDEX_LIMIT:
             newest = sorted(entries.items(), key=lambda item: item[1].get("created", 0))
             entries = dict(newest[-INDEX_LIMIT:])
@@ -352,14 +357,36 @@ def _reached_through_arguments(guards: list[Any]) -> list[tuple[str, Any]]:
     return found
 
 
+_run: tuple[int, str] | None = None
+
+
+def run_id() -> str:
+    """An id of this process's run (a forked child gets its own)."""
+    global _run
+    pid = os.getpid()
+    if _run is None or _run[0] != pid:
+        _run = (pid, f"{pid}-{time.time_ns()}")
+    return _run[1]
+
+
 def _recorder_for(store: BaseStore, hooks: ArtifactHooks) -> Any:
-    """A counters recorder in the disk store's directory, or None without a disk store."""
-    from ..telemetry import CountersDB, Recorder, disk_directory
+    """The counters recorder of the disk store's directory, or None without a disk store or
+    when the store is read-only (nothing is written into a read-only store's directory)."""
+    from ..telemetry import CountersDB, disk_directory
+    from ..telemetry._recorder import recorder_for
 
     directory = disk_directory(store)
-    if directory is None:
+    if directory is None or _read_only(store):
         return None
-    return Recorder(CountersDB(directory), store, hooks.stats, owner=hooks)
+    return recorder_for(CountersDB(directory), store, hooks.stats, hooks)
+
+
+def _read_only(store: Any) -> bool:
+    while store is not None:
+        if isinstance(store, ReadOnly):
+            return True
+        store = getattr(store, "inner", None)
+    return False
 
 
 def _identity_encode(name: str, value: bytes) -> bytes:

@@ -23,7 +23,7 @@ from typing import Any
 
 from .._errors import CacheUsageError, CorruptEntryError, RejectedEntryError
 from . import _layout as layout
-from ._inventory import MANIFESTS, disk_of
+from ._inventory import MANIFESTS, codec_chain, decode_through, disk_of
 from ._manifest import Manifest, ManifestError
 
 
@@ -53,17 +53,6 @@ class VerifyReport:
         }
 
 
-def _codecs(store: Any) -> tuple[Any, ...]:
-    from ..stores import CodecStore
-
-    codecs: tuple[Any, ...] = ()
-    while store is not None:
-        if isinstance(store, CodecStore):
-            codecs = store.codecs + codecs
-        store = getattr(store, "inner", None)
-    return codecs
-
-
 def verify_store(
     store: Any,
     *,
@@ -74,30 +63,30 @@ def verify_store(
 
     Raises :class:`CacheUsageError` when ``store`` has no disk store.
     """
-    from ..stores._disk_maintenance import quarantine as move_aside
     from ..stores._disk_maintenance import read_raw
 
     disk = disk_of(store)
     if disk is None:
         raise CacheUsageError("verify checks a local disk store, and this store has none")
-    codecs = _codecs(store)
+    chain = codec_chain(store, disk) or []
     report = VerifyReport()
     keys = sorted(disk.keys())
     values: dict[str, bytes] = {}
+    rows: dict[str, Any] = {}  # the very row each value was read from
     signed_ok = 0
     for done, key in enumerate(keys, 1):
-        payload, problem = read_raw(disk, key)
-        if payload is None and problem is None:
+        read = read_raw(disk, key)
+        payload, problem = read.payload, read.problem
+        if read.row is None:
             continue  # removed meanwhile
+        rows[key] = read.row
         report.checked += 1
         if problem is not None:
             report.corrupt.append((key, problem))
         else:
             assert payload is not None
             try:
-                for codec in reversed(codecs):
-                    payload = codec.decode(key, payload)
-                values[key] = payload
+                values[key] = decode_through(chain, key, payload)
                 signed_ok += 1
             except RejectedEntryError as error:
                 report.rejected.append((key, str(error)))
@@ -115,17 +104,27 @@ def verify_store(
     if report.rejected and not signed_ok:
         report.secret_suspect = True
     if quarantine:
-        doomed = report.corrupt + report.inconsistent
-        if not report.secret_suspect:
-            doomed = doomed + report.rejected
-        for key, reason in doomed:
-            moved = move_aside(disk, key, reason)
-            report.quarantined.append(str(moved or key))
-            if key.startswith(MANIFESTS):  # its artifact is unusable without it
-                artifact = layout.artifact_key(key[len(MANIFESTS) :])
-                if artifact in values:
-                    move_aside(disk, artifact, f"its manifest was quarantined: {reason}")
+        _quarantine(disk, report, values, rows)
     return report
+
+
+def _quarantine(
+    disk: Any, report: VerifyReport, values: dict[str, bytes], rows: dict[str, Any]
+) -> None:
+    from ..stores._disk_maintenance import quarantine as move_aside
+
+    doomed = report.corrupt + report.inconsistent
+    if not report.secret_suspect:
+        doomed = doomed + report.rejected
+    for key, reason in doomed:
+        moved = move_aside(disk, key, reason, rows[key])
+        if moved is not None:
+            report.quarantined.append(str(moved))
+        if key.startswith(MANIFESTS):  # its artifact is unusable without it
+            artifact = layout.artifact_key(key[len(MANIFESTS) :])
+            if artifact in values:
+                why = f"its manifest was quarantined: {reason}"
+                move_aside(disk, artifact, why, rows[artifact])
 
 
 def _entry_problem(digest: str, manifest_bytes: bytes, artifact: bytes | None) -> str | None:

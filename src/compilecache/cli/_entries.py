@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from .._errors import CacheUsageError
 from ._common import (
     console,
     emit_json,
@@ -113,7 +114,10 @@ def show(directory: str | None, remote: str | None, as_json: bool, key: str) -> 
     digest = resolve_key(store, key)
     entry = read_entry(store, digest)
     if entry.manifest is None:
-        raise click.ClickException(f"entry {digest[:16]} is unusable: {entry.problem}")
+        raise CacheUsageError(
+            f"entry {digest[:16]} is unusable: {entry.problem} (`compilecache verify` "
+            "quarantines it)"
+        )
     manifest = entry.manifest
     guards = [describe_stored_guard(g) for g in manifest.guards]
     if as_json:

@@ -39,16 +39,41 @@ def _components_of(store: Any, prefix: str) -> tuple[str, dict[str, Any]]:
     return digest, entry.manifest.components
 
 
-def _function_keys(store: Any, function: str) -> list[tuple[str, float, dict[str, Any]]]:
+Recorded = tuple[str, float, dict[str, Any], str | None]  # key, created, components, run
+
+
+def _function_keys(store: Any, function: str) -> list[Recorded]:
     from ..artifacts._inventory import function_indexes
 
     recorded = []
     for index in function_indexes(store, function):
         for digest, record in index["entries"].items():
             if isinstance(record, dict) and isinstance(record.get("components"), dict):
-                recorded.append((digest, float(record.get("created", 0)), record["components"]))
+                run = record.get("run")
+                recorded.append(
+                    (
+                        digest,
+                        float(record.get("created", 0)),
+                        record["components"],
+                        run if isinstance(run, str) else None,
+                    )
+                )
     recorded.sort(key=lambda item: item[1])
     return recorded
+
+
+def previous_of(recorded: list[Recorded]) -> Recorded | None:
+    """What the newest key is best compared with: among the keys of the run before the
+    newest one's (not its siblings: a run compiling two shapes stores two keys), the nearest
+    (fewest differing components). Without run ids (older entries), the nearest earlier key."""
+    newest = recorded[-1]
+    earlier = [r for r in recorded[:-1] if newest[3] is None or r[3] != newest[3]]
+    if not earlier:
+        return None
+    last_run = earlier[-1][3]
+    if last_run is not None:
+        earlier = [r for r in earlier if r[3] == last_run]
+    return min(reversed(earlier), key=lambda r: len(compare(r[2], newest[2])))
 
 
 @click.command()
@@ -62,8 +87,8 @@ def explain(
     """Explain a key change.
 
     \b
-    compilecache explain MODULE:QUALNAME   the function's last stored key against the one
-                                           before it (the previous run that compiled it)
+    compilecache explain MODULE:QUALNAME   the function's last stored key against the nearest
+                                           key of the previous run that compiled it
     compilecache explain KEY1 KEY2         two stored keys (or unique prefixes)
     """
     _, store = open_configured(directory, remote)
@@ -78,15 +103,20 @@ def explain(
                 f"no stored entries are recorded for {target}: give module:qualname as "
                 "`compilecache ls` shows it"
             )
-        if len(recorded) == 1:
-            only = recorded[0][0]
+        previous = previous_of(recorded)
+        if previous is None:
+            only = recorded[-1][0]
             if as_json:
                 emit_json({"function": target, "keys": [only], "differences": []})
             else:
-                click.echo(f"{target} has one recorded key ({only[:12]}): nothing to compare")
+                click.echo(
+                    f"{target}: every recorded key ({len(recorded)}) comes from one run: "
+                    "nothing to compare across runs"
+                )
             return
-        (old_key, _, old), (new_key, _, new) = recorded[-2], recorded[-1]
-        title = f"{target}: latest key {new_key[:12]} against the previous {old_key[:12]}"
+        old_key, _, old, _ = previous
+        new_key, _, new, _ = recorded[-1]
+        title = f"{target}: latest key {new_key[:12]} against the previous run's {old_key[:12]}"
     else:
         raise click.UsageError("give MODULE:QUALNAME, or two keys")
     found = compare(old, new)

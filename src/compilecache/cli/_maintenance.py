@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from .._errors import CacheUsageError
 from ._common import (
     console,
     emit_json,
@@ -84,7 +85,9 @@ def prune(
     older_than: str | None,
     function: str | None,
 ) -> None:
-    """Remove entries by size, age or function. Entries being read are never cut short."""
+    """Remove entries from the local store by size, age or function (and artifacts left
+    without a manifest). Entries being read are never cut short; a remote tier is left alone
+    (other machines share it)."""
     from ..artifacts._inventory import prune as prune_entries
 
     if max_size is None and older_than is None and function is None:
@@ -99,9 +102,10 @@ def prune(
     if as_json:
         emit_json(report.__dict__)
         return
+    orphans = f" and {report.orphans} artifacts left without a manifest" if report.orphans else ""
     console().print(
-        f"removed {report.removed} entries ({human_size(report.freed)}); {report.kept} remain "
-        f"({human_size(report.size_after)})"
+        f"removed {report.removed} entries{orphans} ({human_size(report.freed)}); "
+        f"{report.kept} remain ({human_size(report.size_after)} in the local store)"
     )
 
 
@@ -116,7 +120,7 @@ def clear(directory: str | None, remote: str | None, yes: bool) -> None:
     config, store = open_configured(directory, remote)
     disk: Any = disk_of(store)
     if disk is None:
-        raise click.ClickException("this store has no local disk store to clear")
+        raise CacheUsageError("this store has no local disk store to clear")
     count = disk.stats().entries
     if not yes:
         click.confirm(f"Remove all {count} values from {config.dir}?", abort=True)

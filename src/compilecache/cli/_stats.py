@@ -24,7 +24,9 @@ def collect(config: Any, store: Any) -> dict[str, Any]:
     live = store.stats()
     sizes = {tier.name: (tier.entries, tier.size) for tier in (live.tiers or (live,))}
     functions = {
-        scope.split(":", 1)[1]: values
+        scope.split(":", 1)[1]: {
+            name: value if "seconds" in name else int(value) for name, value in values.items()
+        }
         for scope, values in totals.items()
         if scope.startswith("function:")
     }
@@ -41,7 +43,10 @@ def collect(config: Any, store: Any) -> dict[str, Any]:
             }
             for name in sorted(set(tiers) | set(sizes))
         },
-        "artifacts": {name: artifacts[name] for name in sorted(artifacts)},
+        "artifacts": {
+            name: artifacts[name] if name == "seconds saved" else int(artifacts[name])
+            for name in sorted(artifacts)
+        },
         "bypasses": {reason: int(n) for reason, n in totals.get("bypass", {}).items()},
         "compile_seconds_saved": float(artifacts.get("seconds saved", 0.0)),
         "functions": functions,

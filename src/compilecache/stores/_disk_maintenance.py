@@ -54,50 +54,63 @@ def entries(store: DiskStore) -> list[EntryInfo]:
     return [EntryInfo(k, s, c, a, bool(i)) for k, s, c, a, i in rows]
 
 
-def read_raw(store: DiskStore, key: str) -> tuple[bytes | None, str | None]:
-    """(the payload after the frame check, None) or (None, what is wrong with it); (None,
-    None) when the entry is gone. Nothing is removed here."""
+@dataclass(frozen=True)
+class RawRead:
+    """A value as read by maintenance: ``payload`` after the frame check, or ``problem``
+    saying what is wrong; ``row`` identifies the very row read (None: the entry is gone)."""
+
+    payload: bytes | None
+    problem: str | None
+    row: tuple[int, bytes | None, str | None] | None
+
+
+def read_raw(store: DiskStore, key: str) -> RawRead:
+    """Read ``key`` as a reader would, but record no access and remove nothing."""
     row = (
         store._index.connection()
-        .execute("SELECT value, filename FROM entries WHERE key = ?", (key,))
+        .execute("SELECT rowid, value, filename FROM entries WHERE key = ?", (key,))
         .fetchone()
     )
     if row is None:
-        return None, None
-    value, filename = row
+        return RawRead(None, None, None)
+    identity = (int(row[0]), row[1], row[2])
+    value, filename = row[1], row[2]
     try:
         if value is not None:
-            return _frame.decode(value, store._tag), None
-        return files.read_payload_file(store._root, filename, store._tag), None
+            return RawRead(_frame.decode(value, store._tag), None, identity)
+        return RawRead(files.read_payload_file(store._root, filename, store._tag), None, identity)
     except FileNotFoundError:
-        return None, "its payload file is missing"
+        return RawRead(None, "its payload file is missing", identity)
     except (CorruptEntryError, OSError) as error:
-        return None, str(error)
+        return RawRead(None, str(error), identity)
 
 
-def raw_frame(store: DiskStore, key: str) -> bytes | None:
-    """The stored bytes of ``key`` as they are on disk (for quarantine), or None."""
-    row = (
-        store._index.connection()
-        .execute("SELECT value, filename FROM entries WHERE key = ?", (key,))
-        .fetchone()
-    )
-    if row is None:
+def quarantine(
+    store: DiskStore, key: str, reason: str, row: tuple[int, bytes | None, str | None]
+) -> Path | None:
+    """Move the value of ``key`` read as ``row`` into ``<store>/quarantine/`` with a note of
+    ``reason``, and remove it from the store: only that very row, so a good value written
+    since by another process stays. Returns the quarantined file, or None when the entry
+    changed or went meanwhile (nothing is moved then)."""
+    rowid, value, filename = row
+    raw: bytes | None = bytes(value) if value is not None else None
+    if raw is None and filename is not None:
+        try:
+            raw = (store.root / filename).read_bytes()
+        except OSError:
+            raw = None
+
+    def remove(conn: sqlite3.Connection) -> int:
+        with transaction(conn):
+            return conn.execute(
+                "DELETE FROM entries WHERE rowid = ? AND key = ? AND value IS ? AND filename IS ?",
+                (rowid, key, value, filename),
+            ).rowcount
+
+    if not store._run("quarantine", key, remove, 0):
         return None
-    value: bytes | None = row[0]
-    if value is not None:
-        return bytes(value)
-    filename: str = row[1]
-    try:
-        return (store.root / filename).read_bytes()
-    except OSError:
-        return None
-
-
-def quarantine(store: DiskStore, key: str, reason: str) -> Path | None:
-    """Move ``key``'s bytes into ``<store>/quarantine/`` with a note of ``reason``, and remove
-    the entry. Returns the quarantined file (None if the entry was gone)."""
-    raw = raw_frame(store, key)
+    if filename is not None:
+        files.remove_quietly(store.root / filename)
     directory = store.root / QUARANTINE
     directory.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -107,8 +120,7 @@ def quarantine(store: DiskStore, key: str, reason: str) -> Path | None:
         target.with_suffix(".bad").write_bytes(raw)
     note = {"key": key, "reason": reason, "quarantined": time.time()}
     target.with_suffix(".json").write_text(json.dumps(note, indent=2))
-    store.delete(key)
-    return target.with_suffix(".bad") if raw is not None else None
+    return target.with_suffix(".bad")
 
 
 def delete_many(store: DiskStore, keys: list[str]) -> int:

@@ -16,18 +16,22 @@ def open_store(config: Config | None = None) -> BaseStore:
 
     Disabled: a :class:`NullStore`. Otherwise the disk store under ``config.dir`` bounded by
     ``config.max_size``; with ``config.remote``, a :class:`TieredStore` of disk then Redis whose
-    remote writes happen in the background; with ``config.secret``, all of it behind signing.
+    remote writes happen in the background; with ``config.secret``, each tier behind signing.
     """
     config = config or Config.from_env()
     if config.disable:
         return NullStore()
-    store: BaseStore = DiskStore(config.dir, max_bytes=config.max_size)
-    if config.remote:
-        from ._redis import RedisStore
 
-        store = TieredStore(
-            [store, RedisStore(config.remote)], write_policy=WritePolicy.LOCAL_THEN_REMOTE
-        )
-    if config.secret:
-        store = CodecStore(store, [Signing(config.secret)])
-    return store
+    def signed(store: BaseStore) -> BaseStore:
+        return CodecStore(store, [Signing(config.secret)]) if config.secret else store
+
+    local = signed(DiskStore(config.dir, max_bytes=config.max_size))
+    if not config.remote:
+        return local
+    from ._redis import RedisStore
+
+    # Each tier checks signatures itself, so that its counters say which tier held a forged
+    # or foreign value (a hit served from a tier is a verified one).
+    return TieredStore(
+        [local, signed(RedisStore(config.remote))], write_policy=WritePolicy.LOCAL_THEN_REMOTE
+    )

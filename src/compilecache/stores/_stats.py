@@ -102,6 +102,22 @@ class Counters:
         with self._lock:
             setattr(self, name, getattr(self, name) + amount)
 
+    def peek(self) -> dict[str, int]:
+        """The counters now, read without the lock (safe in a forked child, where the lock may
+        be held by a thread that no longer exists); hits not folded yet are included."""
+        sizes = list(self.hit_sizes)
+        return {
+            "hits": self.hits + len(sizes),
+            "misses": self.misses,
+            "errors": self.errors,
+            "rejected": self.rejected,
+            "corrupt": self.corrupt,
+            "writes": self.writes,
+            "evictions": self.evictions,
+            "bytes_read": self.bytes_read + sum(sizes),
+            "bytes_written": self.bytes_written,
+        }
+
     def snapshot(
         self,
         name: str,

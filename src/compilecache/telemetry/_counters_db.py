@@ -77,11 +77,12 @@ class CountersDB:
         self._busy_timeout = busy_timeout
 
     @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _connect(self, busy_timeout: float | None = None) -> Iterator[sqlite3.Connection]:
         # A connection per operation: flushes are rare (seconds apart), and a short-lived
         # connection is fork-safe and holds no lock between flushes.
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+        timeout = self._busy_timeout if busy_timeout is None else busy_timeout
+        conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -91,11 +92,19 @@ class CountersDB:
         finally:
             conn.close()
 
-    def add(self, delta: Delta, *, now: float | None = None, keep_days: float = 30) -> None:
-        """Add ``delta`` in one transaction."""
+    def add(
+        self,
+        delta: Delta,
+        *,
+        now: float | None = None,
+        keep_days: float = 30,
+        busy_timeout: float | None = None,
+    ) -> None:
+        """Add ``delta`` in one transaction (waiting at most ``busy_timeout`` seconds for
+        another writer; default: the database's)."""
         now = time.time() if now is None else now
         bucket = int(now // BUCKET_SECONDS * BUCKET_SECONDS)
-        with self._connect() as conn:
+        with self._connect(busy_timeout) as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for (scope, name), value in delta.counts.items():
