@@ -1,8 +1,8 @@
-"""Regressions found reviewing the compilecache command and what it is built on: persisted counters, disk store
-maintenance, inventory and prune, verify, configuration and logs.
+"""Regressions found reviewing the compilecache command and what it is built on: persisted
+counters, disk store maintenance, inventory and prune, verify, configuration and logs.
 
-Each failing test states one bug in its docstring; the passing ones pin behaviour that no other
-test covers.
+Each test's docstring states the bug it caught (all fixed); the last few pin behaviour that no
+other test covers.
 """
 
 from __future__ import annotations
