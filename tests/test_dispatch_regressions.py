@@ -354,3 +354,27 @@ def test_failing_hooks_load_does_not_break_the_call() -> None:
     # A failing save is logged and never breaks the call; a failing load propagates out of
     # every miss.
     assert f(1) == 2
+
+
+def test_a_failed_compile_does_not_make_dimensions_dynamic() -> None:
+    """A call whose compile failed (its inputs were wrong) taught automatic dynamic that a
+    dimension varies, so the next, correct call compiled a dynamic specialization (which a
+    backend such as torch.export may not be able to serve)."""
+    from compilecache.dispatch import BackendCompileError
+
+    specs = []
+
+    def picky(fn: Any, args: Any, kwargs: Any, spec: Any) -> Any:
+        if args[0].shape[1] != 8:
+            raise ValueError("expects 8 features")
+        specs.append(spec)
+        return fn
+
+    @jit(backend=picky)
+    def f(x: Any) -> Any:
+        return x * 2
+
+    with pytest.raises(BackendCompileError):
+        f(np.zeros((5, 7)))
+    f(np.zeros((5, 8)))
+    assert not specs[0].dynamic

@@ -305,6 +305,7 @@ class Dispatcher:
     def _make_entry(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], inputs: Inputs
     ) -> CacheEntry:
+        seen = self.state.shapes.snapshot()
         builder = GuardBuilder(self.state.shapes, self.dynamic)
         request = self._request(builder, args, kwargs, inputs)
         try:
@@ -316,7 +317,11 @@ class Dispatcher:
                         return entry
             except Exception:  # persistence must never break a call: compile instead
                 logger.exception("loading entries of %s failed; compiling", self.fn.__qualname__)
-            return self._compile(request, inputs, builder.watch)
+            try:
+                return self._compile(request, inputs, builder.watch)
+            except BaseException:
+                self.state.shapes.restore(seen)  # a failed compile teaches nothing
+                raise
         finally:
             # Whatever happened (a load, a compile, a failure), hooks release what they hold
             # for this request (a compile lock).

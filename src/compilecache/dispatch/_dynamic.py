@@ -77,6 +77,19 @@ class ShapeObservations:
             self._dynamic_ints.add(path)
         return path in self._dynamic_ints
 
+    def snapshot(self) -> tuple[dict[Path, _Seen], dict[Path, int], set[Path]]:
+        """A copy of what was seen, to :meth:`restore` if the compile it informs fails."""
+        arrays = {
+            path: _Seen(seen.shape, seen.strides, set(seen.dynamic_dims), set(seen.dynamic_strides))
+            for path, seen in self._arrays.items()
+        }
+        return arrays, dict(self._ints), set(self._dynamic_ints)
+
+    def restore(self, saved: tuple[dict[Path, _Seen], dict[Path, int], set[Path]]) -> None:
+        """Forget what was seen since :meth:`snapshot`: a call that failed to compile (its
+        inputs were wrong) must not make dimensions dynamic for the calls after it."""
+        self._arrays, self._ints, self._dynamic_ints = saved
+
     def clear(self) -> None:
         self._arrays.clear()
         self._ints.clear()

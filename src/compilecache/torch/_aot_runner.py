@@ -11,12 +11,13 @@ the entry stale, so the call is dispatched again (it then misses and compiles fo
 from __future__ import annotations
 
 import operator
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from ._package import Unflatten, output_builder, resolve_tensor
+from ._package import ExportUnsupported, Unflatten, output_builder, resolve_tensor
 
 # Bumped whenever any module in the process registers a parameter, buffer or submodule
 # (``m.fc.weight = nn.Parameter(...)`` included): runners re-check which tensors their module
@@ -37,11 +38,16 @@ for _register in (
 
 
 class StaleWeights(Exception):
-    """The module's tensors no longer fit the package (a dtype, device or shape changed)."""
+    """The module's tensors no longer fit the package (a dtype, device, shape or
+    ``requires_grad`` changed, or a tensor it needs is gone)."""
 
 
 class AotRunner:
-    """``runner(training, *args, **kwargs)``: run the package on the call's tensors."""
+    """``runner(training, *args, **kwargs)``: run the package on the call's tensors.
+
+    ``constant_names`` maps the package's names of constants to the module's, where they
+    differ (AOTInductor renames a plain tensor attribute ``scale`` to ``_tensor_constant0``).
+    """
 
     mode = "aot"
 
@@ -53,24 +59,29 @@ class AotRunner:
         kwarg_order: tuple[str, ...] = (),
         flat: bool = True,
         package: bytes | None = None,
-        on_stale: Callable[[], None] | None = None,
+        constant_names: dict[str, str] | None = None,
     ) -> None:
         self.loader = loader
         self.module = module
         self.kwarg_order = kwarg_order
         self.flat = flat  # every argument a tensor: no pytree flattening on the call path
         self.package = package  # kept until saved, then dropped
-        self.on_stale = on_stale
+        self.constant_names = dict(constant_names or {})
         self.fallback_reason: str | None = None
         self._run = loader.run
         self._unflatten: Unflatten = output_builder(loader)
         self._fqns: list[str] = list(loader.get_constant_fqns())
+        self._lock = threading.Lock()  # binding replaces constants other threads read
         self.bind()
+
+    def _resolve(self) -> list[tuple[dict[str, Any], str, Any]]:
+        names = self.constant_names
+        return [resolve_tensor(self.module, names.get(fqn, fqn)) for fqn in self._fqns]
 
     def bind(self) -> None:
         """Bind the module's current tensors into the package (raises ExportUnsupported when
         the module lacks one the package needs)."""
-        found = [resolve_tensor(self.module, fqn) for fqn in self._fqns]
+        found = self._resolve()
         self._holders = [holder for holder, _, _ in found]
         self._names = [name for _, name, _ in found]
         self._tensors = [tensor for _, _, tensor in found]
@@ -85,33 +96,42 @@ class AotRunner:
 
     def weights_current(self) -> bool:
         """Whether the bound tensors are still the module's, unchanged in dtype, device,
-        shape and strides (an in-place change of their values needs nothing)."""
+        shape, strides and ``requires_grad`` (an in-place change of values needs nothing).
+
+        Every call: each tensor is still in the dict it was found in (one pass in C: catches
+        a parameter set to None, buffers replaced by ``.to()``), and one C++ check of their
+        metadata. After any module registered a parameter, buffer or submodule: every name is
+        looked up again from the root (a replaced submodule)."""
         tensors = self._tensors
+        if not all(map(operator.is_, map(dict.get, self._holders, self._names), tensors)):
+            return False
         if self._seen != _registrations[0]:
-            current = list(map(dict.get, self._holders, self._names))
-            if not all(map(operator.is_, current, tensors)):
+            try:
+                again = self._resolve()
+            except ExportUnsupported:
+                return False
+            if not all(t is tensor for (_, _, t), tensor in zip(again, tensors, strict=True)):
                 return False
             self._seen = _registrations[0]
         return self._check(*tensors)
 
     def refresh(self) -> None:
         """After :meth:`weights_current` said no: re-bind replaced tensors of the same kind, or
-        raise :class:`StaleWeights` when their kind changed."""
-        old = self._meta
-        found = [resolve_tensor(self.module, fqn) for fqn in self._fqns]
-        if [_meta(tensor) for _, _, tensor in found] != old:
-            raise StaleWeights("a parameter or buffer changed dtype, device, shape or layout")
-        self.bind()
-
-    def __call__(self, training: bool, *args: Any, **kwargs: Any) -> Any:
-        if not self.weights_current():
+        raise :class:`StaleWeights` when their kind changed or one is gone."""
+        with self._lock:
             try:
-                self.refresh()
-            except StaleWeights:
-                if self.on_stale is None:
-                    raise
-                self.on_stale()
-                raise
+                found = self._resolve()
+            except ExportUnsupported as error:
+                raise StaleWeights(error.reason) from None
+            if [_meta(tensor) for _, _, tensor in found] != self._meta:
+                raise StaleWeights(
+                    "a parameter or buffer changed dtype, device, shape, layout or requires_grad"
+                )
+            self.bind()
+
+    def __call__(self, training: Any, *args: Any, **kwargs: Any) -> Any:
+        if not self.weights_current():
+            self.refresh()
         if self.flat:
             flat = [*args, *map(kwargs.__getitem__, self.kwarg_order)] if kwargs else list(args)
         else:
@@ -120,7 +140,13 @@ class AotRunner:
 
 
 def _meta(tensor: torch.Tensor) -> tuple[Any, ...]:
-    return (tensor.dtype, tensor.device, tuple(tensor.shape), tensor.stride())
+    return (
+        tensor.dtype,
+        tensor.device,
+        tuple(tensor.shape),
+        tensor.stride(),
+        tensor.requires_grad,
+    )
 
 
 def _tensor_check(tensors: list[torch.Tensor]) -> Callable[..., bool]:
@@ -149,4 +175,6 @@ def _always(*tensors: Any) -> bool:
 def _leaves(args: tuple[Any, ...], kwargs: dict[str, Any], order: tuple[str, ...]) -> list[Any]:
     from torch.utils._pytree import tree_leaves
 
-    return tree_leaves((args, {name: kwargs[name] for name in order}))
+    # None inputs are not inputs of the package (export treats them as constants).
+    leaves = tree_leaves((args, {name: kwargs[name] for name in order}))
+    return [leaf for leaf in leaves if leaf is not None]

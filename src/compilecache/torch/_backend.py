@@ -4,8 +4,10 @@ Modes: ``"aot"`` (export + AOTInductor; raise :class:`AOTUnavailableError` namin
 when a call cannot be compiled ahead of time), ``"jit"`` (torch.compile), ``"auto"`` (AOT, and
 JIT for a specialization AOT cannot serve, with the reason recorded). A call is AOT-able when
 it is inference: grad disabled, or no input or parameter requires grad, and the module is in
-eval mode. Once a static export fails for a model, later specializations of it go straight to
-JIT (such a failure is a property of the code, not of a shape): export is not retried per call.
+eval mode. Once export fails for a model because of its code (data-dependent control flow,
+unsupported constructs, a tensor that cannot be bound live), later specializations go straight
+to JIT: export is not retried per call. A failure caused by the call's inputs is not
+remembered; ``CompiledModule.reset()`` forgets the others.
 """
 
 from __future__ import annotations
@@ -24,7 +26,13 @@ from . import _artifact as artifact
 from ._aot_runner import AotRunner
 from ._environment import machine_options, torch_identity
 from ._jit_runner import JitRunner, load_torch_artifacts, save_torch_artifacts
-from ._package import ExportUnsupported, compile_package, export_program, open_loader
+from ._package import (
+    ExportUnsupported,
+    compile_package,
+    constant_names,
+    export_program,
+    open_loader,
+)
 
 MODES = ("auto", "aot", "jit")
 
@@ -92,10 +100,11 @@ class TorchBackend:
                 return self._aot(args, example_kwargs, spec)
             except ExportUnsupported as error:
                 reason = error.reason
-                if reason.startswith("torch.export failed") and not spec.dynamic:
-                    # A static export failing is the code's doing: every shape would fail the
-                    # same way. With dynamic dimensions it may be the shapes' (a dimension
-                    # that must be static), so other specializations still try.
+                if error.permanent:
+                    # The code's doing (data-dependent control flow, a tensor that cannot be
+                    # bound): every shape would fail the same way. Errors of this call's
+                    # inputs (a wrong shape), or of dynamic dimensions that must be static,
+                    # leave other specializations free to try.
                     self.export_failure = reason
         if self.mode == "aot":
             raise AOTUnavailableError(
@@ -131,8 +140,9 @@ class TorchBackend:
         self, args: tuple[Any, ...], kwargs: dict[str, Any], spec: Specialization
     ) -> AotRunner:
         program = export_program(self.module, args, kwargs, spec, strict=self.strict)
+        names = constant_names(program)
         package = compile_package(program, self.inductor_options)
-        runner = self._runner(package, tuple(kwargs), _flat(args, kwargs))
+        runner = self._runner(package, tuple(kwargs), _flat(args, kwargs), names)
         runner.package = package
         self.stats["aot compiles"] += 1
         logger.info(
@@ -143,13 +153,23 @@ class TorchBackend:
         return runner
 
     def _runner(
-        self, package: bytes | memoryview, kwarg_order: tuple[str, ...], flat: bool
+        self,
+        package: bytes | memoryview,
+        kwarg_order: tuple[str, ...],
+        flat: bool,
+        names: dict[str, str],
     ) -> AotRunner:
         try:
             loader = open_loader(bytes(package))
         except Exception as error:
             raise ExportUnsupported(f"the package does not load: {error}") from error
-        return AotRunner(loader, self.module, kwarg_order=kwarg_order, flat=flat)
+        return AotRunner(
+            loader, self.module, kwarg_order=kwarg_order, flat=flat, constant_names=names
+        )
+
+    def forget_failures(self) -> None:
+        """Let export be tried again (after the model changed)."""
+        self.export_failure = None
 
     def _jit(self, reason: str | None, *, ready: bool = False) -> JitRunner:
         with self._lock:
@@ -169,6 +189,7 @@ class TorchBackend:
                 "fallback": None,
                 "kwargs": list(compiled.kwarg_order),
                 "flat": compiled.flat,
+                "constants": compiled.constant_names,
             }
             data = artifact.pack(header, compiled.package)
             compiled.package = None  # the bytes are in the store now; do not hold them
@@ -190,8 +211,14 @@ class TorchBackend:
         header, payload = artifact.unpack(data)
         if header["mode"] == "aot":
             try:
+                names = header.get("constants") or {}
+                if not isinstance(names, dict):
+                    raise artifact.TorchArtifactError("torch artifact constants are malformed")
                 runner = self._runner(
-                    payload, tuple(header.get("kwargs") or ()), bool(header.get("flat", True))
+                    payload,
+                    tuple(header.get("kwargs") or ()),
+                    bool(header.get("flat", True)),
+                    {str(k): str(v) for k, v in names.items()},
                 )
             except ExportUnsupported as error:
                 raise artifact.TorchArtifactError(error.reason) from error

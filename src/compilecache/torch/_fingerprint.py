@@ -46,16 +46,19 @@ def tensor_meta(tensor: torch.Tensor | None) -> tuple[Any, ...] | None:
     )
 
 
-def _tensor_value(tensor: torch.Tensor) -> bytes:
-    data = tensor.detach().cpu().contiguous()
-    digest = hashlib.sha256(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
-    return repr(tensor_meta(tensor)).encode() + digest.digest()
+def _tensor_value(tensor: torch.Tensor, where: str) -> bytes:
+    try:
+        data = tensor.detach().cpu().contiguous().reshape(-1)  # 0-dim tensors too
+        raw = data.view(torch.uint8).numpy().tobytes() if data.numel() else b""
+    except Exception as error:  # an exotic dtype or layout numpy cannot hold
+        raise Unfingerprintable(f"{where}: a tensor whose value cannot be read ({error})") from None
+    return repr(tensor_meta(tensor)).encode() + hashlib.sha256(raw).digest()
 
 
 def module_fingerprint(module: torch.nn.Module, walker: Any) -> bytes:
     """The structural fingerprint of ``module`` (see the module docstring); each submodule is
     recorded on ``walker`` as a dependency named after its path."""
-    parts = []
+    parts = [_sharing(module)]
     root = type(module).__qualname__
     for path, sub in module.named_modules(remove_duplicate=False):
         body = _submodule(sub, path or "(root)", walker)
@@ -63,6 +66,23 @@ def module_fingerprint(module: torch.nn.Module, walker: Any) -> bytes:
         walker.add(name, "module", type(sub).__qualname__, body)
         parts.append(path.encode() + b"\0" + hashlib.sha256(body).digest())
     return b"".join(parts)
+
+
+def _sharing(module: torch.nn.Module) -> bytes:
+    """Which parameters, buffers and submodules are one object under several names (tied
+    weights): a package compiled for tied weights holds one constant for both."""
+    first: dict[int, str] = {}
+    aliases = []
+    named = [
+        *module.named_parameters(remove_duplicate=False),
+        *module.named_buffers(remove_duplicate=False),
+        *module.named_modules(remove_duplicate=False),
+    ]
+    for name, value in named:
+        seen = first.setdefault(id(value), name)
+        if seen != name:
+            aliases.append(f"{name}={seen}")
+    return ("shared " + ",".join(aliases)).encode()
 
 
 def _submodule(sub: torch.nn.Module, path: str, walker: Any) -> bytes:
@@ -81,7 +101,7 @@ def _submodule(sub: torch.nn.Module, path: str, walker: Any) -> bytes:
             continue
         where = f"attribute {name} of submodule {path} ({type(sub).__qualname__})"
         if isinstance(value, torch.Tensor):
-            parts.append(f"tensor {name}".encode() + _tensor_value(value))
+            parts.append(f"tensor {name}".encode() + _tensor_value(value, where))
             continue
         if name.endswith("hooks") or name.endswith("hooks_with_kwargs"):
             value = list(raw.values()) if hasattr(raw, "values") else raw

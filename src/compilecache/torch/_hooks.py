@@ -22,6 +22,9 @@ class TorchHooks(ArtifactHooks):
             self.finish(request)
 
             def save_when_ready() -> None:
+                # The compile happened in the first call: that is the entry's compile time
+                # (for admission, manifests and the seconds a load saves).
+                entry.compile_seconds += compiled.first_call_seconds
                 ArtifactHooks.save(self, request, entry)
 
             compiled.on_ready = save_when_ready

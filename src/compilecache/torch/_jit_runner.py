@@ -9,11 +9,15 @@ compile, so torch's compile finds its FX graph and AOTAutograd caches warm.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
+
+logger = logging.getLogger("compilecache.torch")
 
 _loaded: set[bytes] = set()  # digests of cache artifacts already given to torch here
 _loaded_lock = threading.Lock()
@@ -27,8 +31,8 @@ def load_torch_artifacts(data: bytes) -> None:
     with _loaded_lock:
         if digest in _loaded:
             return
-        _loaded.add(digest)
-    torch.compiler.load_cache_artifacts(data)
+        torch.compiler.load_cache_artifacts(data)
+        _loaded.add(digest)  # only once loaded: a failed load is tried again next time
 
 
 def save_torch_artifacts() -> bytes:
@@ -55,12 +59,19 @@ class JitRunner:
         self.ready = ready
         self.fallback_reason = fallback_reason
         self.on_ready: Callable[[], None] | None = None
+        self.first_call_seconds = 0.0  # torch.compile compiles in the first call
 
-    def __call__(self, training: bool, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, training: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.ready:
+            return self.compiled(*args, **kwargs)
+        started = time.perf_counter()
         result = self.compiled(*args, **kwargs)
-        if not self.ready:
-            self.ready = True
-            callback, self.on_ready = self.on_ready, None
-            if callback is not None:
+        self.first_call_seconds = time.perf_counter() - started
+        self.ready = True
+        callback, self.on_ready = self.on_ready, None
+        if callback is not None:
+            try:
                 callback()
+            except Exception:  # persistence must never break a call that computed fine
+                logger.exception("saving a torch.compile entry failed")
         return result

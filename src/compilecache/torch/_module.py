@@ -11,6 +11,7 @@ code, hyperparameters, tensor names, shapes and dtypes), never by its weights.
 from __future__ import annotations
 
 import functools
+import operator
 import types
 from collections.abc import Callable
 from typing import Any
@@ -20,13 +21,13 @@ import torch
 from .._errors import CacheUsageError
 from ..dispatch import cache_entries, dispatch_stats, jit
 from ..dispatch._jit import _dispatcher_of
-from ._aot_runner import StaleWeights
+from ._aot_runner import StaleWeights, _registrations
 from ._backend import MODES, TorchBackend
 from ._hooks import hooks_for
 
 
 def _adapter_for(module: Any, owner: type, name: str) -> types.FunctionType:
-    def forward(training: bool, /, *args: Any, **kwargs: Any) -> Any:
+    def forward(training: Any, /, *args: Any, **kwargs: Any) -> Any:
         return module(*args, **kwargs)
 
     # A fresh code object per model: dispatch state (entries, shape observations, the compile
@@ -93,6 +94,8 @@ class CompiledModule(torch.nn.Module):
         object.__setattr__(self, "_cc_module", module)
         object.__setattr__(self, "_cc_backend", backend)
         object.__setattr__(self, "_cc_call", call)
+        object.__setattr__(self, "_cc_modules", None)
+        object.__setattr__(self, "_cc_seen", -1)
 
     @property
     def module(self) -> torch.nn.Module:
@@ -100,20 +103,33 @@ class CompiledModule(torch.nn.Module):
         return self._cc_module  # type: ignore[no-any-return]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        module = self._cc_module
+        flags = self._cc_training_flags()
         try:
-            return self._cc_call(module.training, *args, **kwargs)
+            return self._cc_call(flags, *args, **kwargs)
         except StaleWeights:
-            # A parameter changed dtype, device or shape: its entries no longer apply.
+            # A parameter changed dtype, device, shape or requires_grad, or went: its entries
+            # no longer apply; the call misses and finds the entry of the new key.
             self.reset()
-            return self._cc_call(module.training, *args, **kwargs)
+            return self._cc_call(self._cc_training_flags(), *args, **kwargs)
 
     forward = __call__
 
+    def _cc_training_flags(self) -> tuple[bool, ...]:
+        """Every submodule's ``training`` flag: an argument of the adapter, so guarded on
+        every call (``model.bn.train()`` is a miss) and part of the key."""
+        modules = self._cc_modules
+        if modules is None or self._cc_seen != _registrations[0]:
+            modules = list(self._cc_module.modules())  # a submodule may have been replaced
+            object.__setattr__(self, "_cc_modules", modules)
+            object.__setattr__(self, "_cc_seen", _registrations[0])
+        return tuple(map(_TRAINING, modules))
+
     def reset(self) -> None:
-        """Drop every compiled entry in this process (stored entries stay): the next call
-        looks its key up again, e.g. after changing a hyperparameter in place."""
+        """Drop every compiled entry in this process (stored entries stay) and forget export
+        failures: the next call looks its key up again, e.g. after changing a hyperparameter
+        in place."""
         _dispatcher_of(self._cc_call).state.invalidate_all()
+        self._cc_backend.forget_failures()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(object.__getattribute__(self, "_cc_module"), name)
@@ -148,7 +164,11 @@ def _delegate(name: str) -> Callable[..., Any]:
     return method
 
 
-_OWN = frozenset({"forward", "register_module", "add_module"})
+# Not delegated: forward (the wrapper's own call); get/set_extra_state (a parent module
+# loading a state dict runs nn.Module's loader on the wrapper, which would then expect an
+# "_extra_state" entry the original never wrote).
+_OWN = frozenset({"forward", "get_extra_state", "set_extra_state"})
+_TRAINING = operator.attrgetter("training")
 for _name, _value in vars(torch.nn.Module).items():
     if not _name.startswith("_") and callable(_value) and _name not in _OWN:
         setattr(CompiledModule, _name, _delegate(_name))
@@ -242,7 +262,7 @@ def explain(compiled: Any, *args: Any, **kwargs: Any) -> Any:
     from ..artifacts import explain as explain_call
 
     backend, call = _parts(compiled)
-    training = compiled.module.training if isinstance(compiled, CompiledModule) else False
+    training = compiled._cc_training_flags() if isinstance(compiled, CompiledModule) else False
     report = explain_call(call, training, *args, **kwargs)
     report.fallbacks = dict(backend.stats["fallbacks"])  # type: ignore[attr-defined]
     return report

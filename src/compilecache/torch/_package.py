@@ -28,11 +28,29 @@ PACKAGE_OPTIONS: dict[str, Any] = {
 
 
 class ExportUnsupported(Exception):
-    """This call cannot be compiled ahead of time; ``reason`` says why in a few words."""
+    """This call cannot be compiled ahead of time; ``reason`` says why in a few words.
+    ``permanent``: the cause is the code, not this call's shapes (no specialization of the
+    model would do better)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, permanent: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.permanent = permanent
+
+
+#: Exceptions of torch.export that come from the code itself (data-dependent control flow,
+#: unsupported constructs), not from the call's inputs: checked by name, so that their
+#: modules need not be imported to test.
+_CODE_ERRORS = frozenset(
+    {
+        "GuardOnDataDependentSymNode",
+        "DataDependentOutputException",
+        "DynamicOutputShapeException",
+        "UserError",
+        "Unsupported",
+        "UnsupportedOperatorException",
+    }
+)
 
 
 def _dynamic_shapes(value: Any, path: tuple[Any, ...], spec: Specialization) -> Any:
@@ -57,7 +75,7 @@ def check_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     from torch.utils._pytree import tree_leaves
 
     for leaf in tree_leaves((args, kwargs)):
-        if not isinstance(leaf, torch.Tensor):
+        if leaf is not None and not isinstance(leaf, torch.Tensor):
             raise ExportUnsupported(
                 f"an input is a {type(leaf).__name__}, not a tensor (AOT packages take tensors)"
             )
@@ -96,11 +114,67 @@ def export_program(
         else:
             shapes[name] = _dynamic_shapes(value, _path_of(name, bound, signature), spec)
     try:
-        return torch.export.export(
+        program = torch.export.export(
             module, args, kwargs, dynamic_shapes=shapes or None, strict=strict
         )
     except Exception as error:
-        raise ExportUnsupported(f"torch.export failed: {_first_line(error)}") from error
+        permanent = any(kind.__name__ in _CODE_ERRORS for kind in type(error).__mro__)
+        raise ExportUnsupported(
+            f"torch.export failed: {_first_line(error)}", permanent=permanent and not spec.dynamic
+        ) from error
+    check_program(program, module)
+    return program
+
+
+def check_program(program: Any, module: torch.nn.Module) -> None:
+    """Before compiling: every tensor the package will need can be bound live from
+    ``module``, and no 0-dim buffer is updated in forward (a package reads those back
+    wrongly). Raises :class:`ExportUnsupported` (permanent: the code's doing)."""
+    signature = program.graph_signature
+    for name in getattr(signature, "lifted_tensor_constants", ()):
+        try:
+            resolve_tensor(module, name)
+        except ExportUnsupported as error:
+            raise ExportUnsupported(error.reason, permanent=True) from None
+    state = program.state_dict
+    mutated = set(getattr(signature, "buffers_to_mutate", {}).values()) | _mutated_inputs(program)
+    for name in sorted(mutated):
+        buffer = state.get(name)
+        if buffer is None:
+            buffer = program.constants.get(name)
+        if isinstance(buffer, torch.Tensor) and buffer.dim() == 0:
+            raise ExportUnsupported(
+                f"forward updates the 0-dim buffer {name!r} in place, which an AOT package "
+                "does not read back",
+                permanent=True,
+            )
+
+
+def _mutated_inputs(program: Any) -> set[str]:
+    """The buffers an in-place operation in the graph writes to (export's training IR keeps
+    ``add_`` and friends on the buffers' placeholders instead of listing the mutations)."""
+    targets = {
+        spec.arg.name: spec.target
+        for spec in program.graph_signature.input_specs
+        if spec.target is not None and hasattr(spec.arg, "name")
+    }
+    found = set()
+    for node in program.graph.nodes:
+        schema = getattr(node.target, "_schema", None)
+        if node.op != "call_function" or schema is None or not schema.is_mutable:
+            continue
+        for argument, value in zip(schema.arguments, node.args, strict=False):
+            written = argument.alias_info is not None and argument.alias_info.is_write
+            if written and getattr(value, "op", None) == "placeholder" and value.name in targets:
+                found.add(targets[value.name])
+    return found
+
+
+def constant_names(program: Any) -> dict[str, str]:
+    """The package's names of the module's plain tensor attributes: AOTInductor numbers the
+    lifted tensor constants (``_tensor_constant0``, ...) in the exported program's order."""
+    lifted = list(getattr(program.graph_signature, "lifted_tensor_constants", ()))
+    return {f"_tensor_constant{number}": name for number, name in enumerate(lifted)}
 
 
 def _path_of(name: str, bound: inspect.BoundArguments, signature: inspect.Signature) -> Any:
@@ -154,10 +228,14 @@ def resolve_tensor(module: torch.nn.Module, fqn: str) -> tuple[dict[str, Any], s
     """(the dict holding it, its name, the tensor) for the constant named ``fqn``."""
     *owners, name = fqn.split(".")
     owner: Any = module
-    for step in owners:
-        owner = (
-            owner._modules[step] if step in getattr(owner, "_modules", {}) else getattr(owner, step)
-        )
+    try:
+        for step in owners:
+            modules = getattr(owner, "_modules", None) or {}
+            owner = modules[step] if step in modules else getattr(owner, step)
+    except AttributeError:
+        raise ExportUnsupported(
+            f"the package needs a tensor {fqn!r} whose module is gone"
+        ) from None
     for table in ("_parameters", "_buffers"):
         holder = getattr(owner, table, None)
         if holder is not None and name in holder and holder[name] is not None:
@@ -167,7 +245,7 @@ def resolve_tensor(module: torch.nn.Module, fqn: str) -> tuple[dict[str, Any], s
     if not isinstance(value, torch.Tensor):
         raise ExportUnsupported(
             f"the package needs a tensor {fqn!r} that the module does not hold (tensors "
-            "read from globals or made in forward cannot be bound live)"
+            "read from globals cannot be bound live: make them parameters, buffers or inputs)"
         )
     return holder, name, value
 
