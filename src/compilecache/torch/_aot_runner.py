@@ -130,7 +130,16 @@ class AotRunner:
             self.bind()
 
     def __call__(self, training: Any, *args: Any, **kwargs: Any) -> Any:
-        if not self.weights_current():
+        # weights_current(), inlined: this is every call's path.
+        tensors = self._tensors
+        if (
+            not (
+                all(map(operator.is_, map(dict.get, self._holders, self._names), tensors))
+                and self._seen == _registrations[0]
+                and self._check(*tensors)
+            )
+            and not self.weights_current()
+        ):
             self.refresh()
         if self.flat:
             flat = [*args, *map(kwargs.__getitem__, self.kwarg_order)] if kwargs else list(args)

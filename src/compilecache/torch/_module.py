@@ -114,14 +114,22 @@ class CompiledModule(torch.nn.Module):
 
     forward = __call__
 
-    def _cc_training_flags(self) -> tuple[bool, ...]:
-        """Every submodule's ``training`` flag: an argument of the adapter, so guarded on
-        every call (``model.bn.train()`` is a miss) and part of the key."""
+    def _cc_training_flags(self) -> bool | tuple[bool, ...]:
+        """The submodules' ``training`` flags, an argument of the adapter, so guarded on every
+        call (``model.bn.train()`` is a miss): ``False`` when every submodule is in eval mode
+        (the inference case: one guard on a bool), else every flag (each mix its own
+        specialization; the key holds the flags too)."""
         modules = self._cc_modules
         if modules is None or self._cc_seen != _registrations[0]:
-            modules = list(self._cc_module.modules())  # a submodule may have been replaced
+            # A submodule may have been replaced. Only modules whose code reads ``training``
+            # can behave differently in training mode (Dropout, BatchNorm, attention, user
+            # classes that use it), and the root: checking only those keeps this cheap.
+            root = self._cc_module
+            modules = [m for m in root.modules() if m is root or reads_training(type(m))]
             object.__setattr__(self, "_cc_modules", modules)
             object.__setattr__(self, "_cc_seen", _registrations[0])
+        if not any(map(_TRAINING, modules)):
+            return False
         return tuple(map(_TRAINING, modules))
 
     def reset(self) -> None:
@@ -151,6 +159,40 @@ class CompiledModule(torch.nn.Module):
             "a CompiledModule is not picklable: save its .module (or its state_dict) and "
             "compile again after loading"
         )
+
+
+_reads_training: dict[type, bool] = {}
+
+
+def reads_training(cls: type) -> bool:
+    """Whether any method of ``cls`` (nn.Module's own aside) reads an attribute named
+    ``training``: only such modules compute differently in training mode."""
+    known = _reads_training.get(cls)
+    if known is None:
+        known = _reads_training[cls] = _find_training(cls)
+    return known
+
+
+def _find_training(cls: type) -> bool:
+    for klass in cls.__mro__:
+        if klass in (torch.nn.Module, object):
+            continue
+        for value in vars(klass).values():
+            function = getattr(value, "__func__", value)
+            if isinstance(value, property):
+                function = value.fget
+            code = getattr(function, "__code__", None)
+            if code is not None and _code_reads(code, "training"):
+                return True
+    return False
+
+
+def _code_reads(code: types.CodeType, name: str) -> bool:
+    if name in code.co_names:
+        return True
+    return any(
+        isinstance(const, types.CodeType) and _code_reads(const, name) for const in code.co_consts
+    )
 
 
 def _delegate(name: str) -> Callable[..., Any]:
