@@ -53,3 +53,48 @@ def populate(
     subprocess.run(
         [sys.executable, "-c", script], env=clean_env(cache, **extra), check=True, timeout=120
     )
+
+
+def corrupt_inline(cache: Path, key_prefix: str) -> str:
+    """Flip the last byte of the first inline value whose key starts with ``key_prefix``
+    (as a bad disk or a stray write would); return its key."""
+    import sqlite3
+
+    conn = sqlite3.connect(cache / "index-v1.sqlite3")
+    key, value = conn.execute(
+        "SELECT key, value FROM entries WHERE key LIKE ? AND value IS NOT NULL",
+        (key_prefix + "%",),
+    ).fetchone()
+    damaged = bytearray(value)
+    damaged[-1] ^= 0xFF
+    conn.execute("UPDATE entries SET value = ? WHERE key = ?", (bytes(damaged), key))
+    conn.commit()
+    conn.close()
+    return str(key)
+
+
+def fake_entry(number: int, artifact: bytes, **fields: object) -> tuple[str, dict[str, bytes]]:
+    """A stored entry (manifest and artifact) of a made-up function ``m:f`` built for this
+    environment, its manifest ``fields`` overridden: (its digest, the store values)."""
+    import json
+
+    from compilecache.artifacts._manifest import Manifest
+    from compilecache.keys import CacheKey, Component
+    from compilecache.keys._key import environment_component
+
+    key = CacheKey((Component("function", f"{number:064x}", {}), environment_component(None)))
+    manifest = Manifest.build(
+        key,
+        function="m:f",
+        backend="b",
+        guards=[],
+        spec=[],
+        compile_seconds=1.0,
+        artifact=artifact,
+    )
+    raw = json.loads(manifest.to_bytes())
+    raw.update(fields)
+    return key.digest, {
+        f"cc1/a/{key.digest}": artifact,
+        f"cc1/m/{key.digest}": json.dumps(raw).encode(),
+    }

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from clihelpers import clean_env, populate
+from clihelpers import clean_env, corrupt_inline, fake_entry, populate
 from compilecache.cli import main
 from compilecache.cli._main import EXIT_BACKEND, EXIT_USAGE, EXIT_VERIFY
 
@@ -124,22 +124,6 @@ def test_explain_a_function_and_two_keys(cache: Path, tmp_path: Path) -> None:
     assert none.exit_code == EXIT_USAGE and "no stored entries are recorded" in none.output
 
 
-def _corrupt_inline(cache: Path, key_prefix: str) -> str:
-    import sqlite3
-
-    conn = sqlite3.connect(cache / "index-v1.sqlite3")
-    key, value = conn.execute(
-        "SELECT key, value FROM entries WHERE key LIKE ? AND value IS NOT NULL",
-        (key_prefix + "%",),
-    ).fetchone()
-    damaged = bytearray(value)
-    damaged[-1] ^= 0xFF
-    conn.execute("UPDATE entries SET value = ? WHERE key = ?", (bytes(damaged), key))
-    conn.commit()
-    conn.close()
-    return str(key)
-
-
 def test_verify_quarantines_corrupt_truncated_and_forged(tmp_path: Path) -> None:
     from compilecache.stores import CodecStore, DiskStore, Signing
 
@@ -149,7 +133,7 @@ def test_verify_quarantines_corrupt_truncated_and_forged(tmp_path: Path) -> None
     work.mkdir()
     populate(work, cache, COMPILECACHE_SECRET=secret)
     assert run(cache, "verify", COMPILECACHE_SECRET=secret).exit_code == 0
-    corrupt = _corrupt_inline(cache, "cc1/m/")
+    corrupt = corrupt_inline(cache, "cc1/m/")
     disk = DiskStore(cache, inline_limit=0)
     # A large value (a file) truncated in the middle.
     signed = CodecStore(disk, [Signing(secret.encode())])
@@ -392,7 +376,7 @@ def test_real_processes_exit_codes(cache: Path) -> None:
         check=False,
     )
     assert stats.returncode == 0 and json.loads(stats.stdout)["tiers"]["disk"]["entries"] == 6
-    _corrupt_inline(cache, "cc1/a/")
+    corrupt_inline(cache, "cc1/a/")
     verify = subprocess.run(
         [sys.executable, "-m", "compilecache", "verify"],
         env=env,
@@ -439,28 +423,16 @@ def test_prune_never_cuts_a_read_short(tmp_path: Path) -> None:
     each value whole or a miss, never a partial value, and counts nothing corrupt."""
     import hashlib
 
-    from compilecache.artifacts._manifest import Manifest
-    from compilecache.keys import CacheKey, Component
     from compilecache.stores import DiskStore
 
     cache = tmp_path / "cache"
     store = DiskStore(cache)
     expected = {}
     for number in range(12):
-        key = CacheKey((Component("function", f"{number:064x}", {}),))
-        artifact = bytes([number]) * (3 << 20)
-        manifest = Manifest.build(
-            key,
-            function="m:f",
-            backend="b",
-            guards=[],
-            spec=[],
-            compile_seconds=1.0,
-            artifact=artifact,
-        )
-        store.put(f"cc1/a/{key.digest}", artifact)
-        store.put(f"cc1/m/{key.digest}", manifest.to_bytes())
-        expected[f"cc1/a/{key.digest}"] = hashlib.sha256(artifact).hexdigest()
+        digest, values = fake_entry(number, bytes([number]) * (3 << 20))
+        store.put_many(values)
+        artifact = values[f"cc1/a/{digest}"]
+        expected[f"cc1/a/{digest}"] = hashlib.sha256(artifact).hexdigest()
     src = str(Path(__file__).parents[1] / "src")
     reader = subprocess.Popen(
         [

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from clihelpers import populate
+from clihelpers import corrupt_inline, fake_entry, populate
 from compilecache.cli import main
 from compilecache.cli._main import EXIT_BACKEND, EXIT_USAGE, EXIT_VERIFY
 
@@ -42,44 +42,6 @@ def run(cache: Path, *args: str, **env: str | None) -> Any:
 def data(result: Any) -> Any:
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
-
-
-def _entry(number: int, artifact: bytes, **fields: Any) -> tuple[str, dict[str, bytes]]:
-    """A stored entry (manifest and artifact) of a fake function, with manifest ``fields``
-    overridden; returns its digest and the store values."""
-    from compilecache.artifacts._manifest import Manifest
-    from compilecache.keys import CacheKey, Component
-    from compilecache.keys._key import environment_component
-
-    key = CacheKey((Component("function", f"{number:064x}", {}), environment_component(None)))
-    manifest = Manifest.build(
-        key,
-        function="m:f",
-        backend="b",
-        guards=[],
-        spec=[],
-        compile_seconds=1.0,
-        artifact=artifact,
-    )
-    raw = json.loads(manifest.to_bytes())
-    raw.update(fields)
-    return key.digest, {
-        f"cc1/a/{key.digest}": artifact,
-        f"cc1/m/{key.digest}": json.dumps(raw).encode(),
-    }
-
-
-def _corrupt_inline_manifest(cache: Path) -> str:
-    conn = sqlite3.connect(cache / "index-v1.sqlite3")
-    key, value = conn.execute(
-        "SELECT key, value FROM entries WHERE key LIKE 'cc1/m/%' AND value IS NOT NULL"
-    ).fetchone()
-    damaged = bytearray(value)
-    damaged[-1] ^= 0xFF
-    conn.execute("UPDATE entries SET value = ? WHERE key = ?", (bytes(damaged), key))
-    conn.commit()
-    conn.close()
-    return str(key)
 
 
 # -- explain ------------------------------------------------------------------------------
@@ -109,7 +71,7 @@ def test_ls_leaves_a_corrupt_entry_for_verify_to_quarantine(tmp_path: Path) -> N
     work.mkdir()
     cache = tmp_path / "cache"
     populate(work, cache)
-    corrupt = _corrupt_inline_manifest(cache)
+    corrupt = corrupt_inline(cache, "cc1/m/")
     assert run(cache, "ls", "--json").exit_code == 0
     result = run(cache, "verify", "--json")
     assert result.exit_code == EXIT_VERIFY, result.output
@@ -137,7 +99,7 @@ def test_a_manifest_with_wrong_field_types_is_not_imported(tmp_path: Path) -> No
     from compilecache.stores import DiskStore
 
     source = tmp_path / "source"
-    _, values = _entry(1, b"artifact", compile_seconds="fast")
+    _, values = fake_entry(1, b"artifact", compile_seconds="fast")
     DiskStore(source).put_many(values)
     bundle = tmp_path / "b.ccb"
     assert run(source, "export", str(bundle)).exit_code == 0
@@ -162,7 +124,7 @@ def test_listing_entries_does_not_count_as_using_them(tmp_path: Path) -> None:
     store = DiskStore(cache)
     values: dict[str, bytes] = {}
     for number in range(1100):
-        values.update(_entry(number, number.to_bytes(4, "big"))[1])
+        values.update(fake_entry(number, number.to_bytes(4, "big"))[1])
     store.put_many(values)
     store.close()
     old = time.time() - 30 * 86400
@@ -211,8 +173,8 @@ def test_prune_max_size_bounds_the_store_not_only_listed_entries(tmp_path: Path)
     cache = tmp_path / "cache"
     store = DiskStore(cache)
     for number in range(2):
-        store.put_many(_entry(number, bytes([number]) * 50_000)[1])
-    digest, orphan = _entry(9, b"o" * 1_000_000)
+        store.put_many(fake_entry(number, bytes([number]) * 50_000)[1])
+    digest, orphan = fake_entry(9, b"o" * 1_000_000)
     store.put(f"cc1/a/{digest}", orphan[f"cc1/a/{digest}"])  # its manifest never written
     limit = 200_000
     report = data(run(cache, "prune", "--max-size", str(limit), "--json"))
