@@ -579,3 +579,43 @@ def test_importing_a_bundle_does_not_copy_it_several_times(tmp_path: Path) -> No
     # The entry itself must end up in the target store (1x); a streaming import needs no more
     # than that plus bounded buffers.
     assert peak < 1.6 * size, f"peak {peak / size:.1f}x the bundle size"
+
+
+def test_concurrent_index_updates_lose_no_record(tmp_path: Path) -> None:
+    """The per-function index behind explain was read, changed and written without a lock:
+    two compiles of one function finishing together lost one of the two records."""
+    import threading
+
+    from compilecache.artifacts._manifest import Manifest
+    from compilecache.artifacts._persistence import ArtifactHooks
+    from compilecache.keys import Component
+
+    hooks = ArtifactHooks(DiskStore(tmp_path / "cache"))
+
+    def f(x: Any) -> Any:
+        return x
+
+    barrier = threading.Barrier(8)
+
+    def record(number: int) -> None:
+        key = CacheKey((Component("inputs", f"{number:064x}", {}),))
+        manifest = Manifest.build(
+            key,
+            function="m:f",
+            backend="b",
+            guards=[],
+            spec=[],
+            compile_seconds=0.0,
+            artifact=b"a",
+        )
+        barrier.wait()
+        hooks._index(f, key, manifest)  # type: ignore[arg-type]
+
+    threads = [threading.Thread(target=record, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    from compilecache.artifacts._explain import read_index
+
+    assert len(read_index(hooks.store, f)["entries"]) == 8

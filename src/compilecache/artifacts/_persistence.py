@@ -303,8 +303,26 @@ class ArtifactHooks:
         )
 
     def _index(self, fn: types.FunctionType, key: CacheKey, manifest: Manifest) -> None:
-        """Remember this entry's components under the function, for explanations."""
-        name = layout.index_key(layout.function_id(fn))
+        """Remember this entry's components under the function, for explanations. The index
+        is read, changed and written under a lock of its own (processes compiling two shapes
+        of one function at once would otherwise lose one record); without the lock within a
+        few seconds, it is updated anyway: it only serves explanations."""
+        function_id = layout.function_id(fn)
+        try:
+            lock: Lock | None = self._lock_factory(layout.lock_name(f"index-{function_id}"))
+            held = lock is not None and lock.acquire(timeout=5.0)
+        except Exception:
+            lock, held = None, False
+        try:
+            self._update_index(layout.index_key(function_id), key, manifest)
+        finally:
+            if held and lock is not None:
+                try:
+                    lock.release()
+                except Exception as error:
+                    self._note("unlock-index", f"releasing an index lock failed: {error!r}")
+
+    def _update_index(self, name: str, key: CacheKey, manifest: Manifest) -> None:
         try:
             raw = self.store.get(name)
             index = json.loads(raw) if raw else {}
