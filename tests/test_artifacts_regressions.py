@@ -545,26 +545,11 @@ def test_importing_a_bundle_does_not_copy_it_several_times(tmp_path: Path) -> No
     # import_bundle reads the whole file (up to max_bytes = 8 GiB), then copies the body
     # (data[start:end]) and, when signed, everything again for the HMAC (data[:end]), then
     # every artifact: about 3x the bundle in memory at once.
-    from compilecache.artifacts._bundle import _environment
-    from compilecache.artifacts._manifest import Manifest
-    from compilecache.keys import Component
+    from clihelpers import fake_entry
 
     source = DiskStore(tmp_path / "source")
     artifact = os.urandom(24 << 20)
-    key = CacheKey((Component("function", "00" * 32, {}),))
-    manifest = Manifest.build(
-        key,
-        function="m:f",
-        backend="b",
-        guards=[],
-        spec=[],
-        compile_seconds=0.0,
-        artifact=artifact,
-    )
-    here = json.loads(manifest.to_bytes())
-    here["components"] = {"environment": {"summary": _environment()}}
-    source.put(f"cc1/a/{key.digest}", artifact)
-    source.put(f"cc1/m/{key.digest}", json.dumps(here).encode())
+    source.put_many(fake_entry(0, artifact)[1])  # built for this environment: imported
     bundle = tmp_path / "big.ccb"
     export_bundle(bundle, store=source, secret=b"s" * 16)
     del artifact

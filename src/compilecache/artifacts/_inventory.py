@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import CacheUsageError
+from ..stores import disk_store_of
 from . import _layout as layout
 from ._manifest import Manifest, ManifestError
 
@@ -61,12 +62,6 @@ class StoredEntry:
         }
 
 
-def disk_of(store: Any) -> Any:
-    from ..stores import disk_store_of
-
-    return disk_store_of(store)
-
-
 def codec_chain(store: Any, disk: Any) -> list[Any] | None:
     """The codec stores between ``store`` and ``disk``, outermost first (None: ``disk`` is not
     inside ``store``)."""
@@ -104,7 +99,7 @@ def read_value(store: Any, key: str) -> tuple[bytes | None, str | None]:
     from .._errors import CorruptEntryError, RejectedEntryError
     from ..stores._disk_maintenance import read_raw
 
-    disk = disk_of(store)
+    disk = disk_store_of(store)
     if disk is None:
         return store.get(key), None
     read = read_raw(disk, key)
@@ -124,7 +119,7 @@ def stored_entries(
 ) -> list[StoredEntry]:
     """Every entry of ``store`` with its manifest, size, times and (from ``loads``, the
     persisted counters) how often it was loaded."""
-    disk = disk_of(store)
+    disk = disk_store_of(store)
     rows: dict[str, Any] = {}
     if disk is not None:
         from ..stores._disk_maintenance import entries
@@ -234,7 +229,7 @@ def prune(
     """
     from ..stores._disk_maintenance import delete_many, entries
 
-    disk = disk_of(store)
+    disk = disk_store_of(store)
     if disk is None:
         raise CacheUsageError("prune works on a local disk store, and this store has none")
     now = time.time() if now is None else now

@@ -390,13 +390,14 @@ def run_id() -> str:
 def _recorder_for(store: BaseStore, hooks: ArtifactHooks) -> Any:
     """The counters recorder of the disk store's directory, or None without a disk store or
     when the store is read-only (nothing is written into a read-only store's directory)."""
-    from ..telemetry import CountersDB, disk_directory
+    from ..stores import disk_store_of
+    from ..telemetry import CountersDB
     from ..telemetry._recorder import recorder_for
 
-    directory = disk_directory(store)
-    if directory is None or _read_only(store):
+    disk = disk_store_of(store)
+    if disk is None or _read_only(store):
         return None
-    return recorder_for(CountersDB(directory), store, hooks.stats, hooks)
+    return recorder_for(CountersDB(disk.root), store, hooks.stats, hooks)
 
 
 def _read_only(store: Any) -> bool:

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import CacheUsageError, CorruptEntryError, RejectedEntryError
+from ..stores import disk_store_of
 from . import _layout as layout
-from ._inventory import MANIFESTS, codec_chain, decode_through, disk_of
+from ._inventory import MANIFESTS, codec_chain, decode_through
 from ._manifest import Manifest, ManifestError
 
 
@@ -65,7 +66,7 @@ def verify_store(
     """
     from ..stores._disk_maintenance import read_raw
 
-    disk = disk_of(store)
+    disk = disk_store_of(store)
     if disk is None:
         raise CacheUsageError("verify checks a local disk store, and this store has none")
     chain = codec_chain(store, disk) or []
@@ -144,5 +145,5 @@ def _entry_problem(digest: str, manifest_bytes: bytes, artifact: bytes | None) -
 def quarantine_dir(store: Any) -> Path | None:
     from ..stores._disk_maintenance import QUARANTINE
 
-    disk = disk_of(store)
+    disk = disk_store_of(store)
     return None if disk is None else disk.root / QUARANTINE

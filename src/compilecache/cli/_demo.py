@@ -24,17 +24,18 @@ def _run_case(case: str, env: dict[str, str]) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def plan(remote: str | None) -> list[tuple[str, str, str, str]]:
-    """(label, case, compilecache state, inductor cache state) in running order."""
+def plan(remote: str | None) -> list[tuple[str, str, str, bool]]:
+    """(label, case, Inductor cache directory name, whether the local store starts empty) in
+    running order. A directory name used twice is warm the second time."""
     rows = [
-        ("eager", "eager", "-", "-"),
-        ("torch.compile, cold", "torch.compile", "-", "fresh"),
-        ("torch.compile, warm", "torch.compile", "-", "warm"),
-        ("compilecache, cold", "compilecache", "fresh", "fresh"),
-        ("compilecache, warm", "compilecache", "warm", "fresh"),
+        ("eager", "eager", "inductor-eager", False),
+        ("torch.compile, cold", "torch.compile", "inductor-torch-compile", False),
+        ("torch.compile, warm", "torch.compile", "inductor-torch-compile", False),
+        ("compilecache, cold", "compilecache", "inductor-cold", False),
+        ("compilecache, warm", "compilecache", "inductor-warm", False),
     ]
     if remote:
-        rows.append(("compilecache, warm from remote", "compilecache", "remote", "fresh"))
+        rows.append(("compilecache, warm from remote", "compilecache", "inductor-remote", True))
     return rows
 
 
@@ -72,19 +73,15 @@ def demo(remote: str | None, directory: str | None, as_json: bool) -> None:
     base.pop("COMPILECACHE_REMOTE", None)
     results: list[tuple[str, dict[str, Any]]] = []
     try:
-        inductor_warm = os.path.join(scratch, "inductor-torch-compile")
-        for number, (label, case, store_state, inductor) in enumerate(plan(remote)):
-            env = dict(base, COMPILECACHE_SALT=salt, COMPILECACHE_DIR=local)
-            if inductor == "fresh":
-                env["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(scratch, f"inductor-{number}")
-            else:
-                env["TORCHINDUCTOR_CACHE_DIR"] = inductor_warm
-            if case == "torch.compile" and inductor == "fresh":
-                env["TORCHINDUCTOR_CACHE_DIR"] = inductor_warm  # the warm case reuses it
+        for label, case, inductor, empty_local in plan(remote):
+            env = dict(
+                base,
+                COMPILECACHE_SALT=salt,
+                COMPILECACHE_DIR=os.path.join(scratch, "empty-local") if empty_local else local,
+                TORCHINDUCTOR_CACHE_DIR=os.path.join(scratch, inductor),
+            )
             if remote and case == "compilecache":
                 env["COMPILECACHE_REMOTE"] = remote
-            if store_state == "remote":
-                env["COMPILECACHE_DIR"] = os.path.join(scratch, "empty-local")
             with console.status(f"[bold]{label}[/bold]: running in a fresh process..."):
                 report = _run_case(case, env)
             console.print(f"  {label}: first output after {report['first_call_seconds']:.3f} s")

@@ -33,7 +33,7 @@ def _loads(config: Any) -> dict[str, tuple[int, float]]:
     from ..telemetry import CountersDB
 
     db = CountersDB(config.dir)
-    return db.entry_loads() if db.path.exists() else {}
+    return db.entry_loads()
 
 
 @click.command("ls")

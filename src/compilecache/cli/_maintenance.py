@@ -115,10 +115,10 @@ def prune(
 def clear(directory: str | None, remote: str | None, yes: bool) -> None:
     """Remove every entry of the local store (the counters stay; `stats --zero` resets them).
     A remote tier is left alone: other machines share it."""
-    from ..artifacts._inventory import disk_of
+    from ..stores import disk_store_of
 
     config, store = open_configured(directory, remote)
-    disk: Any = disk_of(store)
+    disk: Any = disk_store_of(store)
     if disk is None:
         raise CacheUsageError("this store has no local disk store to clear")
     count = disk.stats().entries

@@ -15,7 +15,7 @@ def collect(config: Any, store: Any) -> dict[str, Any]:
     from ..telemetry import CountersDB
 
     db = CountersDB(config.dir)
-    totals = db.totals() if db.path.exists() else {}
+    totals = db.totals()
     tiers = {
         scope.split(":", 1)[1]: values
         for scope, values in totals.items()
@@ -34,7 +34,7 @@ def collect(config: Any, store: Any) -> dict[str, Any]:
     return {
         "store": str(config.dir),
         "remote": config.remote,
-        "since": db.zeroed_at() if db.path.exists() else None,
+        "since": db.zeroed_at(),
         "tiers": {
             name: {
                 **{column: int(tiers.get(name, {}).get(column, 0)) for column in TIER_COLUMNS},

@@ -5,6 +5,5 @@ from __future__ import annotations
 from ._counters_db import CountersDB as CountersDB
 from ._counters_db import Delta as Delta
 from ._recorder import Recorder as Recorder
-from ._recorder import disk_directory as disk_directory
 
-__all__ = ["CountersDB", "Delta", "Recorder", "disk_directory"]
+__all__ = ["CountersDB", "Delta", "Recorder"]

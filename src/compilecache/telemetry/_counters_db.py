@@ -124,8 +124,11 @@ class CountersDB:
                 raise
 
     def totals(self) -> dict[str, dict[str, float]]:
-        """``{scope: {name: value}}`` since the last :meth:`zero`."""
+        """``{scope: {name: value}}`` since the last :meth:`zero`. Readers return nothing for
+        a store no process counted in (and create no database)."""
         found: dict[str, dict[str, float]] = {}
+        if not self.path.exists():
+            return found
         with self._connect() as conn:
             for scope, name, value in conn.execute("SELECT scope, name, value FROM totals"):
                 found.setdefault(scope, {})[name] = value
@@ -133,21 +136,29 @@ class CountersDB:
 
     def series(self) -> list[tuple[int, str, str, float]]:
         """(bucket start, scope, name, value) rows, oldest first."""
+        if not self.path.exists():
+            return []
         with self._connect() as conn:
             return list(conn.execute("SELECT * FROM series ORDER BY bucket, scope, name"))
 
     def sizes(self) -> list[tuple[int, int, int]]:
         """(bucket start, entries, bytes) rows, oldest first."""
+        if not self.path.exists():
+            return []
         with self._connect() as conn:
             return list(conn.execute("SELECT * FROM sizes ORDER BY bucket"))
 
     def entry_loads(self) -> dict[str, tuple[int, float]]:
         """{store key digest: (loads, last load time)}."""
+        if not self.path.exists():
+            return {}
         with self._connect() as conn:
             rows = conn.execute("SELECT key, loads, last_load FROM entries")
             return {key: (loads, last) for key, loads, last in rows}
 
     def zeroed_at(self) -> float | None:
+        if not self.path.exists():
+            return None
         with self._connect() as conn:
             row = conn.execute("SELECT value FROM meta WHERE name = 'zeroed_at'").fetchone()
         return None if row is None else float(row[0])

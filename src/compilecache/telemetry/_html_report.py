@@ -183,9 +183,7 @@ section { margin-bottom: 1.5em; } svg { background: #fafafa; border-radius: 6px;
 def render(db: CountersDB, *, store: str, now: float | None = None) -> str:
     """The report page for the counters in ``db`` (``store`` names it on the page)."""
     now = time.time() if now is None else now
-    totals = db.totals() if db.path.exists() else {}
-    rows = db.series() if db.path.exists() else []
-    sizes = db.sizes() if db.path.exists() else []
+    totals, rows, sizes = db.totals(), db.series(), db.sizes()
     tiers = sorted({scope.split(":", 1)[1] for scope in totals if scope.startswith("tier:")})
     buckets = sorted({bucket for bucket, scope, _, _ in rows if scope.startswith("tier:")})
     charts = []

@@ -223,11 +223,3 @@ def _disk_size(store: Any) -> tuple[int, int] | None:
         if stats.entries is not None and stats.size is not None:
             return stats.entries, stats.size
     return None
-
-
-def disk_directory(store: Any) -> Any:
-    """The directory of the disk store in ``store`` (unwrapping codecs and tiers), or None."""
-    from ..stores import disk_store_of
-
-    disk = disk_store_of(store)
-    return None if disk is None else disk.root
