@@ -67,7 +67,6 @@ class AotRunner:
         self.flat = flat  # every argument a tensor: no pytree flattening on the call path
         self.package = package  # kept until saved, then dropped
         self.constant_names = dict(constant_names or {})
-        self.fallback_reason: str | None = None
         self._run = loader.run
         self._unflatten: Unflatten = output_builder(loader)
         self._fqns: list[str] = list(loader.get_constant_fqns())
