@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -139,8 +140,11 @@ def test_unkeyable_calls_are_counted_bypasses_that_still_run(tmp_path: Path) -> 
     hooks = in_process_hooks(tmp_path)
     backend = FileLoggedBackend(str(tmp_path / "log"))
 
-    class Opaque:
+    class Opaque:  # its state holds a lock, which has no stable encoding
         factor = 2
+
+        def __init__(self) -> None:
+            self.lock = threading.Lock()
 
     opaque = Opaque()
 
@@ -151,6 +155,37 @@ def test_unkeyable_calls_are_counted_bypasses_that_still_run(tmp_path: Path) -> 
     assert f(3) == ("compiled", 6)
     assert hooks.stats.saved == 0
     assert any("closure value opaque" in reason for reason in hooks.stats.bypasses)
+
+
+class Settings:
+    def __init__(self, factor: int) -> None:
+        self.factor = factor
+        self.names = ("a", "b")
+
+
+SETTINGS = Settings(2)
+
+
+def scaled_by_settings(x: int) -> int:
+    return x * SETTINGS.factor
+
+
+def test_objects_of_plain_data_are_keyed_by_class_and_state(tmp_path: Path) -> None:
+    global SETTINGS
+    hooks = in_process_hooks(tmp_path)
+    backend = FileLoggedBackend(str(tmp_path / "log"))
+    reset()
+    assert jit(scaled_by_settings, backend=backend, hooks=hooks)(3) == ("compiled", 6)
+    assert hooks.stats.saved == 1 and not hooks.stats.bypasses
+    reset()
+    SETTINGS = Settings(2)  # another object, the same state
+    result = jit(scaled_by_settings, backend=backend, hooks=hooks)(3)
+    assert result[0] == "loaded", "the same state must give the same key"
+    reset()
+    SETTINGS = Settings(5)
+    result = jit(scaled_by_settings, backend=backend, hooks=hooks)(3)
+    assert result[0] == "compiled", "another state must give another key"
+    SETTINGS = Settings(2)
 
 
 def test_in_process_round_trip_and_salt(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import os
 import struct
 import sys
 import textwrap
+import threading
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -446,9 +447,10 @@ def test_explain_reports_this_calls_bypass_and_does_not_count_it(tmp_path: Path)
     backend = FileLoggedBackend(os.devnull)
 
     class First:
-        pass
+        def __init__(self) -> None:
+            self.lock = threading.Lock()  # no stable encoding
 
-    class Second:
+    class Second(First):
         pass
 
     first_thing, second_thing = First(), Second()

@@ -6,6 +6,7 @@ import importlib
 import os
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,8 @@ def test_explain_reports_bypasses_and_non_persisting_backends(
     _, hooks, backend = setup
 
     class Opaque:
-        pass
+        def __init__(self) -> None:
+            self.lock = threading.Lock()  # no stable encoding
 
     thing = Opaque()
     g = jit(lambda x: (x, thing), backend=backend, hooks=hooks)

@@ -118,6 +118,10 @@ def test_recorder_writes_differences_once(tmp_path: Path) -> None:
     assert totals["function:m:f"] == {"loads": 1, "seconds saved": 1.5}
     assert CountersDB(tmp_path).entry_loads()["digest1"][0] == 1
     assert CountersDB(tmp_path).sizes()[0][1:] == (1, store.stats().size)
+    from compilecache.telemetry._html_report import render
+
+    page = render(CountersDB(tmp_path), store="store")
+    assert "not persisted (bypassed)" in page and "closure value of f is a Foo object" in page
 
 
 def test_an_unwritable_database_never_fails_a_call(tmp_path: Path) -> None:

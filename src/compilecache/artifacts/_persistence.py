@@ -5,7 +5,9 @@ precompile entry (its stored guards checked before use). With none stored, the p
 key's lock and compiles; other processes missing on the same key meanwhile wait (bounded) for
 its entry and load it, or take the lock over if its owner died or it expired. With no store
 answering, everyone compiles. A backend without ``dumps``/``loads`` is never persisted, and a
-call that cannot be keyed stably is a counted, logged bypass: it still compiles and runs.
+call that cannot be keyed stably is a counted bypass, logged once per function and reason at
+WARNING (the user loses the warm start): it still compiles and runs. A backend with a
+``bypassed(reason)`` method is told, to count it per model.
 """
 
 from __future__ import annotations
@@ -256,10 +258,13 @@ class ArtifactHooks:
             if not count:
                 return None
             self.stats.bypasses[error.reason] += 1
+            told = getattr(request.backend, "bypassed", None)
+            if callable(told):  # the backend counts it per model, for its own stats
+                told(error.reason)
+            name = f"{request.fn.__module__}:{request.fn.__qualname__}"
             self._note(
-                f"bypass:{error.reason}",
-                f"not persisting {request.fn.__qualname__}: {error.reason}",
-                logging.INFO,  # counted in the stats; a bypass is a choice, not a fault
+                f"bypass:{name}:{error.reason}",
+                f"not persisting {name}, so every process compiles it again: {error.reason}",
             )
             request.options["key"] = None
             return None

@@ -17,6 +17,7 @@ from ._dispatcher import BackendCompileError as BackendCompileError
 from ._dispatcher import RecompileLimitExceeded as RecompileLimitExceeded
 from ._dispatcher import set_guard_error_hook as set_guard_error_hook
 from ._entries import CacheEntry as CacheEntry
+from ._guard_build import register_state_type as register_state_type
 from ._guards import Guard as Guard
 from ._guards import GuardKind as GuardKind
 from ._hooks import CompileRequest as CompileRequest
@@ -63,6 +64,7 @@ __all__ = [
     "mark_dynamic",
     "mark_static",
     "register_backend",
+    "register_state_type",
     "reset",
     "run_only",
     "set_default_hooks",

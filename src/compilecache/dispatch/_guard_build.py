@@ -34,6 +34,31 @@ _DEPTH_THEN_COST = operator.itemgetter(3, 4)  # Guard.depth, Guard.cost
 K = GuardKind
 
 
+_state_types: set[type] = set()
+_is_state_type: dict[type, bool] = {}
+
+
+def register_state_type(kind: type) -> None:
+    """Guard instances of ``kind`` (and its subclasses) by their type and their instance
+    state (each attribute in ``__dict__``, as an argument's value, and the set of attribute
+    names), instead of by identity: for objects that are data passed between calls, such as
+    a model library's cache of key and value tensors. Process-global and additive."""
+    _state_types.add(kind)
+    _is_state_type.clear()
+
+
+def is_state_type(kind: type) -> bool:
+    known = _is_state_type.get(kind)
+    if known is None:
+        known = _is_state_type[kind] = any(base in _state_types for base in kind.__mro__)
+    return known
+
+
+def _dtype_or_device(value: Any) -> bool:
+    kind = type(value)
+    return kind.__module__ == "torch" and kind.__name__ in ("dtype", "device")
+
+
 def global_names(code: types.CodeType) -> tuple[str, ...]:
     """The global names ``code`` (and code nested in it) may load, in first-use order."""
     names: dict[str, None] = {}
@@ -196,10 +221,24 @@ class GuardBuilder:
             self._add(path, K.TYPED_SET, typed_set(value), 2)
             self.leaves.append(LeafSpec(path, "constant", kind, value))
             return
+        self._object(path, value, kind)
+
+    def _object(self, path: Path, value: Any, kind: type) -> None:
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             self._add(path, K.TYPE, kind, 1)
             for item in dataclasses.fields(value):
                 self.value((*path, ("attr", item.name)), getattr(value, item.name))
+            return
+        if _dtype_or_device(value):  # torch.device objects are made anew: compare by value
+            self._constant(path, value)
+            self.leaves.append(LeafSpec(path, "constant", kind, value))
+            return
+        if is_state_type(kind) and hasattr(value, "__dict__"):
+            self._add(path, K.TYPE, kind, 1)
+            state = vars(value)
+            self._add((*path, ("attr", "__dict__")), K.KEYSET, frozenset(state), 2)
+            for name, item in state.items():
+                self.value((*path, ("attr", name)), item)
             return
         # Anything else: the compiled code may depend on any of its attributes, which a guard
         # cannot enumerate without tracing, so only this very object matches. Weakly, where

@@ -17,11 +17,15 @@ from typing import Any
 
 
 class Unfingerprintable(Exception):
-    """A value cannot be encoded stably; ``reason`` says which and why (for bypass counts)."""
+    """A value cannot be encoded stably; ``reason`` says which and why (for bypass counts).
+    ``where``: once known, where the value was reached (an attribute path such as
+    ``config.tokenizer``), which the reason then already names, so that callers up the walk
+    do not prefix their own."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, where: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.where = where
 
 
 def _frame(tag: bytes, body: bytes) -> bytes:

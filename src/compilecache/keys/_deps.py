@@ -22,6 +22,7 @@ from typing import Any
 from ._canonical import Unfingerprintable, encode, qualified_name
 from ._code import code_digest, code_loads
 from ._fingerprints import fingerprint_for
+from ._objects import is_data_like, object_state, reader_for
 
 _CONSTANTS = (int, float, complex, str, bytes, bool, type(None), range)
 
@@ -113,6 +114,9 @@ class DependencyWalker:
         self._objects: dict[int, str] = {}  # id of a walked object -> the name it got
         self._keep: list[Any] = []  # keeps walked objects alive, so their ids stay theirs
         self._where = "a value"  # what is being encoded, for naming fingerprinted objects
+        # (id(owner), field) pairs left out of the key: the user vouches they cannot change
+        # the compiled code (``key_ignore``); their owners are kept alive in _keep.
+        self.ignored: set[tuple[int, str]] = set()
 
     def _name_for(self, value: Any, base: str) -> tuple[str, bool]:
         """(the dependency name of ``value``, whether it was walked already)."""
@@ -225,10 +229,8 @@ class DependencyWalker:
                 f"{where} is a method bound to a {qualified_name(type(owner))} object, whose "
                 "state has no stable fingerprint: pass the object as an argument"
             )
-        if isinstance(value, types.BuiltinFunctionType) or _is_ufunc(value):
-            module = getattr(value, "__module__", None) or "builtins"
-            kind, origin = module_origin(module)
-            self._package(origin, kind)
+        if _is_builtin(value):
+            self._builtin(value)
             return
         wrapped = getattr(value, "__wrapped__", None)
         if wrapped is not None and module_origin(type(value).__module__)[0] == "stdlib":
@@ -236,7 +238,7 @@ class DependencyWalker:
             # what it wraps.
             self.reached(where, wrapped, label)
             return
-        if fingerprint_for(value) is not None:
+        if fingerprint_for(value) is not None or is_data_like(value):
             self.fingerprinted(value, where)
             return
         try:
@@ -247,6 +249,15 @@ class DependencyWalker:
                 "fingerprint: pass it as an argument, or make it a constant"
             ) from None
         self._add(where, "constant", repr(value)[:80], body)
+
+    def _builtin(self, value: Any) -> bytes:
+        """A function implemented in C, keyed by its name and its package's version (a C
+        extension's submodules have no file: ``torch._C._nn`` is torch's)."""
+        module = getattr(value, "__module__", None) or "builtins"
+        kind, origin = module_origin(module.split(".", maxsplit=1)[0])
+        self._package(origin, kind)
+        name = getattr(value, "__qualname__", None) or getattr(value, "__name__", "?")
+        return f"{module}:{name}".encode()
 
     def _package(self, origin: str, kind: str) -> None:
         self._add(f"package {origin.split(maxsplit=1)[0]}", kind, origin, origin.encode())
@@ -286,23 +297,44 @@ class DependencyWalker:
             return encode(member)
         if attribute.startswith("__") and attribute.endswith("__"):
             return b""  # interpreter bookkeeping: __dict__, __weakref__, __dataclass_fields__
-        if type(member).__name__ in ("member_descriptor", "getset_descriptor"):
-            return b""  # __slots__ entries
+        if type(member).__name__ in ("member_descriptor", "getset_descriptor", "_tuplegetter"):
+            return b""  # __slots__ entries, named tuple fields (``_fields`` says which)
         return self._encode(member, f"class attribute {attribute} of {cls.__qualname__}")
 
     def fingerprinted(self, value: Any, where: str) -> bytes:
-        """Record an object keyed by its registered fingerprint; return its digest."""
+        """Record an object keyed by its registered fingerprint, or, for a data-like object
+        (see :mod:`._objects`), by its class and its state; return its digest."""
         fingerprint = fingerprint_for(value)
-        if fingerprint is None:
+        if fingerprint is None and not is_data_like(value):
             kind = qualified_name(type(value))
             raise Unfingerprintable(f"a {kind} object has no stable encoding")
         name, seen = self._name_for(value, f"{qualified_name(type(value))} object at {where}")
         if seen:
             return self.found[name].digest
         self.found[name] = Dependency(name, "object", where, b"")
-        digest = hashlib.sha256(fingerprint(value, self)).digest()
+        body = fingerprint(value, self) if fingerprint is not None else self._state(value, where)
+        digest = hashlib.sha256(body).digest()
         self.found[name] = Dependency(name, "object", where, digest)
         return digest
+
+    def _state(self, value: Any, where: str) -> bytes:
+        """A data-like object: its class (user classes by their code, library classes by their
+        package's version) and each field of its state, the fields named by ``where.field``."""
+        parts = [self._class(type(value))]
+        for field_name, item in object_state(value, reader_for(type(value))):
+            if (id(value), field_name) in self.ignored:
+                parts.append(f"ignored {field_name}".encode())
+                continue
+            parts.append(field_name.encode() + b"=" + self._encode(item, f"{where}.{field_name}"))
+        return b"\n".join(parts)
+
+    def ignore(self, owner: Any, field_name: str) -> None:
+        """Leave ``field_name`` of ``owner`` out of the key (the user vouches for it)."""
+        self._keep.append(owner)
+        self.ignored.add((id(owner), field_name))
+
+    def is_ignored(self, owner: Any, field_name: str) -> bool:
+        return (id(owner), field_name) in self.ignored
 
     def add(self, name: str, kind: str, origin: str, body: bytes) -> None:
         """Record a dependency ``name`` whose content is ``body`` (for fingerprints)."""
@@ -321,11 +353,15 @@ class DependencyWalker:
             self.found[name] = Dependency(name, kind, origin, hashlib.sha256(body).digest())
 
     def _encode(self, value: Any, where: str) -> bytes:
-        self._where = where
+        outer, self._where = self._where, where
         try:
             return encode(value, self._encode_callable)
         except Unfingerprintable as error:
-            raise Unfingerprintable(f"{where}: {error.reason}") from None
+            if error.where is not None:
+                raise
+            raise Unfingerprintable(f"{where}: {error.reason}", where=where) from None
+        finally:
+            self._where = outer
 
     def _encode_callable(self, value: Any) -> bytes:
         if isinstance(value, type):
@@ -335,7 +371,18 @@ class DependencyWalker:
             return self.function_digest(value)
         if isinstance(value, types.CodeType):
             return code_digest(value)
+        if _is_builtin(value):
+            return self._builtin(value)
         return self.fingerprinted(value, self._where)
+
+
+def _is_builtin(value: Any) -> bool:
+    """A builtin function, or a builtin method bound to a module or a class (``tuple.__new__``;
+    not to an object, whose state would count), or a numpy ufunc."""
+    if isinstance(value, types.BuiltinFunctionType):
+        owner = getattr(value, "__self__", None)
+        return owner is None or isinstance(owner, (types.ModuleType, type))
+    return _is_ufunc(value)
 
 
 def _is_ufunc(value: Any) -> bool:

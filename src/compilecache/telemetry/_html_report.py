@@ -174,10 +174,27 @@ h1 { font-size: 1.5em; margin-bottom: 0.2em; } .sub { color: #666; margin-top: 0
 .cards { display: flex; gap: 12px; flex-wrap: wrap; margin: 1em 0 1.5em; }
 .card { border: 1px solid #ddd; border-radius: 8px; padding: 10px 14px; min-width: 130px; }
 .card .value { font-size: 1.5em; font-weight: 600; } .card .name { color: #666; font-size: .85em; }
+h2 { font-size: 1.05em; } table.bypasses { border-collapse: collapse; font-size: .9em; }
+table.bypasses td, table.bypasses th { border-bottom: 1px solid #eee; padding: 4px 8px;
+  text-align: left; vertical-align: top; } table.bypasses td.count { text-align: right; }
 section { margin-bottom: 1.5em; } svg { background: #fafafa; border-radius: 6px; }
 .title { font-weight: 600; font-size: 14px; } .label { font-size: 11px; fill: #444; }
 .axis { stroke: #999; stroke-width: 1; }
 """
+
+
+def _bypasses(reasons: dict[str, float]) -> str:
+    """Calls not persisted, by reason: each is a warm start lost, so the page lists them."""
+    if not reasons:
+        return ""
+    rows = "".join(
+        f'<tr><td class="count">{count:.0f}</td><td>{_esc(reason)}</td></tr>'
+        for reason, count in sorted(reasons.items(), key=lambda item: -item[1])
+    )
+    return (
+        '<section><h2>not persisted (bypassed), by reason</h2><table class="bypasses">'
+        f"<tr><th>calls</th><th>reason</th></tr>{rows}</table></section>"
+    )
 
 
 def render(db: CountersDB, *, store: str, now: float | None = None) -> str:
@@ -234,6 +251,7 @@ def render(db: CountersDB, *, store: str, now: float | None = None) -> str:
         for n, v in cards
     )
     body = "".join(f"<section>{chart}</section>" for chart in charts)
+    body += _bypasses(totals.get("bypass", {}))
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         "<title>compilecache report</title>"

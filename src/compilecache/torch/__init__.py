@@ -16,14 +16,19 @@ from ..keys._fingerprints import register_fingerprint as _register_fingerprint
 from ._aot_runner import StaleWeights as StaleWeights
 from ._backend import AOTUnavailableError as AOTUnavailableError
 from ._backend import TorchBackend as TorchBackend
+from ._fingerprint import ModelKey as _ModelKey
+from ._fingerprint import model_key_fingerprint as _model_key_fingerprint
 from ._fingerprint import module_fingerprint as _module_fingerprint
 from ._hooks import reset_default_hooks as reset_default_hooks
+from ._model_libraries import register_key_readers as _register_key_readers
 from ._module import CompiledModule as CompiledModule
 from ._module import compile as compile
 from ._module import explain as explain
 from ._module import stats as stats
 
 _register_fingerprint(_torch.nn.Module, _module_fingerprint)
+_register_fingerprint(_ModelKey, _model_key_fingerprint)
+_register_key_readers()
 
 __all__ = [
     "AOTUnavailableError",

@@ -13,11 +13,13 @@ from __future__ import annotations
 import operator
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from ._package import ExportUnsupported, Unflatten, output_builder, resolve_tensor
+from ._structures import carry_state_back
 
 # Bumped whenever any module in the process registers a parameter, buffer or submodule
 # (``m.fc.weight = nn.Parameter(...)`` included): runners re-check which tensors their module
@@ -42,12 +44,27 @@ class StaleWeights(Exception):
     ``requires_grad`` changed, or a tensor it needs is gone)."""
 
 
-class AotRunner:
-    """``runner(training, *args, **kwargs)``: run the package on the call's tensors.
+@dataclass
+class CallLayout:
+    """How a call maps onto a package (stored with the entry).
 
-    ``constant_names`` maps the package's names of constants to the module's, where they
-    differ (AOTInductor renames a plain tensor attribute ``scale`` to ``_tensor_constant0``).
+    ``kwarg_order``: the keyword arguments in the order export saw them; ``tensor_kwargs``:
+    those that are tensors (the others are guarded constants, not inputs of the package);
+    ``flat``: no nesting (every positional argument a tensor): no pytree flattening per call;
+    ``constant_names``: the package's names of constants that differ from the module's
+    (AOTInductor renames a plain tensor attribute ``scale`` to ``_tensor_constant0``);
+    ``captured``: constants forward itself made, by the package's name, bound by value.
     """
+
+    kwarg_order: tuple[str, ...] = ()
+    tensor_kwargs: tuple[str, ...] = ()
+    flat: bool = True
+    constant_names: dict[str, str] = field(default_factory=dict)
+    captured: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class AotRunner:
+    """``runner(training, *args, **kwargs)``: run the package on the call's tensors."""
 
     mode = "aot"
 
@@ -55,26 +72,29 @@ class AotRunner:
         self,
         loader: Any,
         module: torch.nn.Module,
+        layout: CallLayout,
         *,
-        kwarg_order: tuple[str, ...] = (),
-        flat: bool = True,
         package: bytes | None = None,
-        constant_names: dict[str, str] | None = None,
     ) -> None:
         self.loader = loader
         self.module = module
-        self.kwarg_order = kwarg_order
-        self.flat = flat  # every argument a tensor: no pytree flattening on the call path
+        self.layout = layout
+        self.flat = layout.flat
+        self.kwarg_order = layout.kwarg_order
+        self.tensor_kwargs = layout.tensor_kwargs
         self.package = package  # kept until saved, then dropped
-        self.constant_names = dict(constant_names or {})
         self._run = loader.run
         self._unflatten: Unflatten = output_builder(loader)
-        self._fqns: list[str] = list(loader.get_constant_fqns())
+        # The module's tensors, bound live and checked per call; captured ones are fixed.
+        fqns = list(loader.get_constant_fqns())
+        self._fqns: list[str] = [fqn for fqn in fqns if fqn not in layout.captured]
+        # (AOTInductor drops constants the compiled code does not read, an empty tensor say.)
+        self._captured = {fqn: layout.captured[fqn] for fqn in fqns if fqn in layout.captured}
         self._lock = threading.Lock()  # binding replaces constants other threads read
         self.bind()
 
     def _resolve(self) -> list[tuple[dict[str, Any], str, Any]]:
-        names = self.constant_names
+        names = self.layout.constant_names
         return [resolve_tensor(self.module, names.get(fqn, fqn)) for fqn in self._fqns]
 
     def bind(self) -> None:
@@ -87,10 +107,11 @@ class AotRunner:
         self._meta = [_meta(t) for t in self._tensors]
         self._check = _tensor_check(self._tensors)
         self._seen = _registrations[0]
-        if self._fqns:
+        if self._fqns or self._captured:
             # (constants, use the inactive buffer, check that every constant is given,
             # user-managed: the runner reads these very tensors, no copy)
             constants = dict(zip(self._fqns, self._tensors, strict=True))
+            constants.update(self._captured)
             self.loader.load_constants(constants, False, True, True)
 
     def weights_current(self) -> bool:
@@ -141,10 +162,10 @@ class AotRunner:
         ):
             self.refresh()
         if self.flat:
-            flat = [*args, *map(kwargs.__getitem__, self.kwarg_order)] if kwargs else list(args)
-        else:
-            flat = _leaves(args, kwargs, self.kwarg_order)
-        return self._unflatten(self._run(flat))
+            flat = [*args, *map(kwargs.__getitem__, self.tensor_kwargs)] if kwargs else list(args)
+            return self._unflatten(self._run(flat))
+        result = self._unflatten(self._run(_leaves(args, kwargs, self.kwarg_order)))
+        return carry_state_back((args, kwargs), result)
 
 
 def _meta(tensor: torch.Tensor) -> tuple[Any, ...]:
@@ -183,6 +204,7 @@ def _always(*tensors: Any) -> bool:
 def _leaves(args: tuple[Any, ...], kwargs: dict[str, Any], order: tuple[str, ...]) -> list[Any]:
     from torch.utils._pytree import tree_leaves
 
-    # None inputs are not inputs of the package (export treats them as constants).
+    # Only tensors are inputs of the package: None, bools, ints and strings are constants of
+    # its specialization (export bakes them in; the guards check them).
     leaves = tree_leaves((args, {name: kwargs[name] for name in order}))
-    return [leaf for leaf in leaves if leaf is not None]
+    return [leaf for leaf in leaves if isinstance(leaf, torch.Tensor)]

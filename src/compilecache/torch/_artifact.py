@@ -1,17 +1,26 @@
 """The bytes of a torch entry: a short header (what kind, why) and the payload.
 
-``CCTORCH1\n``, a 4-byte big-endian header length, a JSON header
-(``{"mode": "aot"|"jit", "fallback": reason or null, "export fails": bool, "kwargs": [...],
-"flat": bool}``; ``export fails``: the fallback holds for every shape), then the
-payload: an AOTInductor ``.pt2`` package, or torch's cache artifacts. The store's frame already
-checks integrity; this only says how to read what it carries.
+``CCTORCH1\n``, a 4-byte big-endian header length, a JSON header, then the payload.
+
+- AOT: ``{"mode": "aot", "kwargs": [...], "tensor kwargs": [...], "flat": bool,
+  "constants": {package name: module name}, "captured bytes": n}``; the payload is ``n``
+  bytes of the constants forward itself made (``torch.save`` of ``{package name: tensor}``,
+  read back with ``weights_only=True``), then the AOTInductor ``.pt2`` package.
+- JIT: ``{"mode": "jit", "fallback": reason or null, "export fails": bool}`` (``export
+  fails``: the fallback holds for every shape); the payload is torch's cache artifacts.
+
+The store's frame already checks integrity; this only says how to read what it carries.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._aot_runner import CallLayout
 
 MAGIC = b"CCTORCH1\n"
 
@@ -40,3 +49,66 @@ def unpack(data: bytes) -> tuple[dict[str, Any], memoryview]:
     if not isinstance(header, dict) or header.get("mode") not in ("aot", "jit"):
         raise TorchArtifactError(f"torch artifact header is malformed: {header!r:.100}")
     return header, view[start + size :]
+
+
+def layout_header(layout: CallLayout) -> tuple[dict[str, Any], bytes]:
+    """The header of an AOT entry with ``layout``, and the bytes of its captured constants."""
+    captured = b""
+    if layout.captured:
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save({name: t.detach().cpu() for name, t in layout.captured.items()}, buffer)
+        captured = buffer.getvalue()
+    header = {
+        "mode": "aot",
+        "fallback": None,
+        "kwargs": list(layout.kwarg_order),
+        "tensor kwargs": list(layout.tensor_kwargs),
+        "flat": layout.flat,
+        "constants": layout.constant_names,
+        "captured bytes": len(captured),
+        "captured devices": {name: str(t.device) for name, t in layout.captured.items()},
+    }
+    return header, captured
+
+
+def read_layout(header: dict[str, Any], payload: memoryview) -> tuple[CallLayout, memoryview]:
+    """The layout an AOT entry's header describes, and its package's bytes."""
+    from ._aot_runner import CallLayout
+
+    kwargs = _names(header.get("kwargs") or [], "kwargs")
+    tensor_kwargs = header.get("tensor kwargs")
+    names = header.get("constants") or {}
+    size = header.get("captured bytes") or 0
+    devices = header.get("captured devices") or {}
+    if not isinstance(names, dict) or not isinstance(devices, dict):
+        raise TorchArtifactError("torch artifact constants are malformed")
+    if type(size) is not int or not 0 <= size <= len(payload):
+        raise TorchArtifactError("torch artifact captured constants are malformed")
+    captured: dict[str, Any] = {}
+    if size:
+        import torch
+
+        try:
+            loaded = torch.load(io.BytesIO(bytes(payload[:size])), weights_only=True)
+        except Exception as error:
+            raise TorchArtifactError(f"torch artifact captured constants: {error}") from None
+        if not isinstance(loaded, dict):
+            raise TorchArtifactError("torch artifact captured constants are malformed")
+        captured = {str(k): v.to(str(devices.get(k, "cpu"))) for k, v in loaded.items()}
+    layout = CallLayout(
+        kwarg_order=kwargs,
+        # Entries written before tensor kwargs were recorded had tensors only.
+        tensor_kwargs=kwargs if tensor_kwargs is None else _names(tensor_kwargs, "tensor kwargs"),
+        flat=bool(header.get("flat", True)),
+        constant_names={str(k): str(v) for k, v in names.items()},
+        captured=captured,
+    )
+    return layout, payload[size:]
+
+
+def _names(value: Any, what: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TorchArtifactError(f"torch artifact {what} are malformed")
+    return tuple(value)

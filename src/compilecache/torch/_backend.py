@@ -23,7 +23,7 @@ import torch
 from .._errors import BackendError
 from ..dispatch import Specialization
 from . import _artifact as artifact
-from ._aot_runner import AotRunner
+from ._aot_runner import AotRunner, CallLayout
 from ._environment import machine_options, torch_identity
 from ._jit_runner import JitRunner, load_torch_artifacts, save_torch_artifacts
 from ._package import (
@@ -78,8 +78,10 @@ class TorchBackend:
             "jit compiles": 0,
             "jit loads": 0,
             "fallbacks": collections.Counter(),
+            "bypasses": collections.Counter(),
         }
         self.export_failure: str | None = None
+        self._warned: set[str] = set()
         self._jit_module: Callable[..., Any] | None = None
         self._lock = threading.Lock()
 
@@ -112,12 +114,21 @@ class TorchBackend:
                 'Use mode="auto" to fall back to torch.compile, or fix the cause'
             )
         self.stats["fallbacks"][reason] += 1
-        logger.info(
-            "%s: compiling with torch.compile instead of ahead of time: %s",
-            type(self.module).__qualname__,
-            reason,
-        )
+        if reason not in self._warned:
+            # Once per model and reason: the warm start is torch.compile's (seconds), not an
+            # AOT package's (milliseconds).
+            self._warned.add(reason)
+            logger.warning(
+                "%s: compiling with torch.compile instead of ahead of time, so warm starts "
+                "take seconds: %s",
+                type(self.module).__qualname__,
+                reason,
+            )
         return self._jit(reason)
+
+    def bypassed(self, reason: str) -> None:
+        """The artifact layer could not key a call of this model (it is not stored)."""
+        self.stats["bypasses"][reason] += 1
 
     def _aot_blocker(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
         if self.export_failure is not None:
@@ -139,10 +150,17 @@ class TorchBackend:
     def _aot(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], spec: Specialization
     ) -> AotRunner:
-        program = export_program(self.module, args, kwargs, spec, strict=self.strict)
+        program, made = export_program(self.module, args, kwargs, spec, strict=self.strict)
         names = constant_names(program)
+        layout = CallLayout(
+            kwarg_order=tuple(kwargs),
+            tensor_kwargs=tuple(k for k, v in kwargs.items() if isinstance(v, torch.Tensor)),
+            flat=_flat(args, kwargs),
+            constant_names={fqn: name for fqn, name in names.items() if name not in made},
+            captured={fqn: made[name] for fqn, name in names.items() if name in made},
+        )
         package = compile_package(program, self.inductor_options)
-        runner = self._runner(package, tuple(kwargs), _flat(args, kwargs), names)
+        runner = self._runner(package, layout)
         runner.package = package
         self.stats["aot compiles"] += 1
         logger.info(
@@ -152,20 +170,12 @@ class TorchBackend:
         )
         return runner
 
-    def _runner(
-        self,
-        package: bytes | memoryview,
-        kwarg_order: tuple[str, ...],
-        flat: bool,
-        names: dict[str, str],
-    ) -> AotRunner:
+    def _runner(self, package: bytes | memoryview, layout: CallLayout) -> AotRunner:
         try:
             loader = open_loader(bytes(package))
         except Exception as error:
             raise ExportUnsupported(f"the package does not load: {error}") from error
-        return AotRunner(
-            loader, self.module, kwarg_order=kwarg_order, flat=flat, constant_names=names
-        )
+        return AotRunner(loader, self.module, layout)
 
     def forget_failures(self) -> None:
         """Let export be tried again (after the model changed)."""
@@ -184,14 +194,8 @@ class TorchBackend:
         if isinstance(compiled, AotRunner):
             if compiled.package is None:
                 raise ValueError("this AOT entry's package was already saved or was loaded")
-            header = {
-                "mode": "aot",
-                "fallback": None,
-                "kwargs": list(compiled.kwarg_order),
-                "flat": compiled.flat,
-                "constants": compiled.constant_names,
-            }
-            data = artifact.pack(header, compiled.package)
+            header, captured = artifact.layout_header(compiled.layout)
+            data = artifact.pack(header, captured + bytes(compiled.package))
             compiled.package = None  # the bytes are in the store now; do not hold them
             return data
         if isinstance(compiled, JitRunner):
@@ -211,15 +215,8 @@ class TorchBackend:
         header, payload = artifact.unpack(data)
         if header["mode"] == "aot":
             try:
-                names = header.get("constants") or {}
-                if not isinstance(names, dict):
-                    raise artifact.TorchArtifactError("torch artifact constants are malformed")
-                runner = self._runner(
-                    payload,
-                    tuple(header.get("kwargs") or ()),
-                    bool(header.get("flat", True)),
-                    {str(k): str(v) for k, v in names.items()},
-                )
+                layout, package = artifact.read_layout(header, payload)
+                runner = self._runner(package, layout)
             except ExportUnsupported as error:
                 raise artifact.TorchArtifactError(error.reason) from error
             self.stats["aot loads"] += 1
@@ -236,5 +233,12 @@ class TorchBackend:
         return self._jit(reason, ready=True)
 
 
+_SCALARS = (bool, int, float, str, type(None))
+
+
 def _flat(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    return all(isinstance(v, torch.Tensor) for v in (*args, *kwargs.values()))
+    """No nesting: every positional argument a tensor, every keyword argument a tensor or a
+    constant (guarded, so the same for every call of the entry; not an input of the package)."""
+    return all(isinstance(v, torch.Tensor) for v in args) and all(
+        isinstance(v, (torch.Tensor, *_SCALARS)) for v in kwargs.values()
+    )

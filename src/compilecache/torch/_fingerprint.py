@@ -6,8 +6,12 @@ classes by their code, transitively; torch's by torch's version), its non-tensor
 forward hooks, and the names, shapes, dtypes, devices and ``requires_grad`` of its parameters
 and buffers. Weight *values* are not keyed: compiled packages bind the live tensors at load.
 Plain tensor attributes (not parameters or buffers) are compiled in as constants, so they are
-keyed by value. Each submodule is recorded as its own dependency, so that a miss names the
-submodule that changed.
+keyed by value. Other objects a module holds (a model's configuration) are keyed as data (see
+:mod:`compilecache.keys._objects`). Each submodule is recorded as its own dependency, so that a
+miss names the submodule that changed.
+
+``key_ignore`` paths (``"config.name_or_path"``, ``"tokenizer"``) leave attributes out of the
+key: the user's assertion that they cannot change the compiled code.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from typing import Any
 
 import torch
 
+from .._errors import CacheUsageError
 from ..keys import Unfingerprintable
+from ..keys._objects import reader_for
 
 # Bookkeeping of nn.Module that does not change what forward computes.
 _SKIPPED = frozenset(
@@ -55,13 +61,76 @@ def _tensor_value(tensor: torch.Tensor, where: str) -> bytes:
     return repr(tensor_meta(tensor)).encode() + hashlib.sha256(raw).digest()
 
 
+class ModelKey:
+    """What a compiled model's adapter holds: the module, and the attribute paths its key
+    leaves out. Keyed as the module's fingerprint without those attributes."""
+
+    __slots__ = ("ignore", "module")
+
+    def __init__(self, module: torch.nn.Module, ignore: tuple[str, ...] = ()) -> None:
+        self.module = module
+        self.ignore = ignore
+        resolve_ignored(module, ignore)  # a path that names nothing is a usage error now
+
+
+def model_key_fingerprint(handle: ModelKey, walker: Any) -> bytes:
+    for owner, field in resolve_ignored(handle.module, handle.ignore, strict=False):
+        walker.ignore(owner, field)
+    ignored = ("ignored " + ",".join(sorted(handle.ignore))).encode()
+    return ignored + b"\n" + module_fingerprint(handle.module, walker)
+
+
+def resolve_ignored(
+    module: torch.nn.Module, paths: tuple[str, ...], *, strict: bool = True
+) -> list[tuple[Any, str]]:
+    """``(owner, field)`` for each dotted path from ``module``: each step a submodule, an
+    attribute or a mapping's key. A path that names nothing raises :class:`CacheUsageError`
+    (``strict``) or is skipped (the attribute went away since: nothing to leave out)."""
+    found = []
+    for path in paths:
+        steps = path.split(".") if isinstance(path, str) and path else []
+        if not steps or not all(steps):
+            raise CacheUsageError(f"key_ignore: {path!r} is not a dotted attribute path")
+        owner: Any = module
+        parent: Any = module
+        try:
+            for step in steps:
+                parent, owner = owner, _step(owner, step)
+        except LookupError:
+            if strict:
+                raise CacheUsageError(
+                    f"key_ignore: {path!r} names nothing on {type(module).__qualname__} "
+                    f"(no {step!r} there); give attribute paths from the model, such as "
+                    '"config._name_or_path"'
+                ) from None
+            continue
+        found.append((parent, steps[-1]))
+    return found
+
+
+def _step(owner: Any, step: str) -> Any:
+    children = getattr(owner, "_modules", None)
+    if isinstance(children, dict) and step in children:
+        return children[step]
+    if isinstance(owner, dict):
+        if step in owner:
+            return owner[step]
+        raise LookupError(step)
+    if step in getattr(owner, "__dict__", {}):
+        return vars(owner)[step]
+    try:
+        return getattr(owner, step)
+    except AttributeError:
+        raise LookupError(step) from None
+
+
 def module_fingerprint(module: torch.nn.Module, walker: Any) -> bytes:
     """The structural fingerprint of ``module`` (see the module docstring); each submodule is
     recorded on ``walker`` as a dependency named after its path."""
     parts = [_sharing(module)]
     root = type(module).__qualname__
     for path, sub in module.named_modules(remove_duplicate=False):
-        body = _submodule(sub, path or "(root)", walker)
+        body = _submodule(sub, path, walker)
         name = f"module {root}.{path}" if path else f"module {root}"
         walker.add(name, "module", type(sub).__qualname__, body)
         parts.append(path.encode() + b"\0" + hashlib.sha256(body).digest())
@@ -95,11 +164,16 @@ def _submodule(sub: torch.nn.Module, path: str, walker: Any) -> bytes:
         parts.append(f"buffer {name} {tensor_meta(buffer)} {persistent}".encode())
     for name, child in sub._modules.items():
         parts.append(f"child {name} {type(child).__qualname__ if child else None}".encode())
+    reader = reader_for(type(sub))
+    local = reader.excluded if reader is not None else frozenset()
     for name, raw in sorted(vars(sub).items()):
         value = raw
-        if name in _SKIPPED:
+        if name in _SKIPPED or name in local:
             continue
-        where = f"attribute {name} of submodule {path} ({type(sub).__qualname__})"
+        where = f"{path}.{name}" if path else name
+        if walker.is_ignored(sub, name):
+            parts.append(f"ignored {name}".encode())
+            continue
         if isinstance(value, torch.Tensor):
             parts.append(f"tensor {name}".encode() + _tensor_value(value, where))
             continue
@@ -110,8 +184,11 @@ def _submodule(sub: torch.nn.Module, path: str, walker: Any) -> bytes:
         try:
             parts.append(name.encode() + b"=" + walker.encode(value, where))
         except Unfingerprintable as error:
+            path_of = error.where or where
             raise Unfingerprintable(
-                f"{error.reason}: make it a constant, a parameter or a buffer, or pass it as "
-                "an input"
+                f"model attribute {error.reason}. Make it a constant, a parameter or a buffer, "
+                "or pass it as an input; or, if it cannot change the compiled code, leave it "
+                f'out of the key: compile(model, key_ignore=("{path_of}",))',
+                where=path_of,
             ) from None
     return b"\n".join(parts)

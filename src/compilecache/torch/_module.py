@@ -23,12 +23,23 @@ from ..dispatch import cache_entries, dispatch_stats, jit
 from ..dispatch._jit import _dispatcher_of
 from ._aot_runner import StaleWeights, _registrations
 from ._backend import MODES, TorchBackend
+from ._fingerprint import ModelKey
 from ._hooks import hooks_for
+from ._model_libraries import activate
 
 
-def _adapter_for(module: Any, owner: type, name: str) -> types.FunctionType:
-    def forward(training: Any, /, *args: Any, **kwargs: Any) -> Any:
-        return module(*args, **kwargs)
+def _adapter_for(target: Any, owner: type, name: str) -> types.FunctionType:
+    # ``target``: a ModelKey (a module, keyed without its ignored attributes) or a function.
+    if isinstance(target, ModelKey):
+        handle = target
+
+        def forward(training: Any, /, *args: Any, **kwargs: Any) -> Any:
+            return handle.module(*args, **kwargs)
+    else:
+        fn = target
+
+        def forward(training: Any, /, *args: Any, **kwargs: Any) -> Any:
+            return fn(*args, **kwargs)
 
     # A fresh code object per model: dispatch state (entries, shape observations, the compile
     # lock) is per code object, and two models must not share it.
@@ -226,6 +237,7 @@ def compile(
     compile_options: dict[str, Any] | None = None,
     strict: bool = False,
     recompile_limit: int = 8,
+    key_ignore: tuple[str, ...] | str = (),
 ) -> Any:
     """Compile a ``torch.nn.Module`` (or a function of tensors) per specialization of its
     inputs, persisting what it compiles in the configured store.
@@ -236,7 +248,10 @@ def compile(
     :func:`compilecache.jit` (``None``: a dimension seen with two sizes becomes dynamic).
     ``store``: a store (or hooks) instead of the configured one. ``options``: Inductor options
     for AOT packages; ``compile_options``: keyword arguments of ``torch.compile`` in JIT mode;
-    ``strict``: strict ``torch.export``.
+    ``strict``: strict ``torch.export``. ``key_ignore``: attribute paths from the module
+    (``"config.some_field"``, ``"tokenizer"``) left out of its key: your assertion that they
+    cannot change the compiled code (a path that names nothing raises
+    :class:`~compilecache.CacheUsageError`).
 
     Returns a :class:`CompiledModule` for a module, a function for a function.
 
@@ -253,12 +268,18 @@ def compile(
         "strict": strict,
         "recompile_limit": recompile_limit,
     }
+    activate()  # model libraries in use: their cache classes as inputs and outputs
+    if isinstance(key_ignore, str):
+        key_ignore = (key_ignore,)
     if isinstance(model_or_fn, CompiledModule):
         model_or_fn = model_or_fn.module
     if isinstance(model_or_fn, torch.nn.Module):
         module = model_or_fn
-        backend, call = _build(module, module, type(module), "forward", **settings)
+        handle = ModelKey(module, tuple(key_ignore))
+        backend, call = _build(handle, module, type(module), "forward", **settings)
         return CompiledModule(module, backend, call)
+    if key_ignore:
+        raise CacheUsageError("key_ignore applies to modules; a function has no attributes")
     if not callable(model_or_fn) or not hasattr(model_or_fn, "__code__"):
         raise CacheUsageError(
             f"compilecache.torch.compile takes an nn.Module or a Python function, got "

@@ -11,12 +11,14 @@ from __future__ import annotations
 import inspect
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from ..dispatch import Specialization
+from ._structures import InputUnsupported, check_inputs, dims_by_identity, dynamic_shapes
 
 #: Inductor options every package is built with: weights outside the shared object (bound
 #: live at load), and no small tensor inlined into the generated code as a literal (Inductor
@@ -53,34 +55,6 @@ _CODE_ERRORS = frozenset(
 )
 
 
-def _dynamic_shapes(value: Any, path: tuple[Any, ...], spec: Specialization) -> Any:
-    """The ``dynamic_shapes`` entry mirroring ``value``: tensors get their dynamic dims."""
-    if isinstance(value, torch.Tensor):
-        dims = spec.dynamic_dims(path)
-        if not dims:
-            return None
-        from torch.export import Dim
-
-        return dict.fromkeys(sorted(dims), Dim.DYNAMIC)
-    if isinstance(value, (tuple, list)):
-        items = [_dynamic_shapes(v, (*path, ("item", i)), spec) for i, v in enumerate(value)]
-        return type(value)(items) if type(value) in (tuple, list) else tuple(items)
-    if isinstance(value, dict):
-        return {k: _dynamic_shapes(v, (*path, ("key", k)), spec) for k, v in value.items()}
-    return None
-
-
-def check_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """Raise :class:`ExportUnsupported` unless every input leaf is a tensor (or None)."""
-    from torch.utils._pytree import tree_leaves
-
-    for leaf in tree_leaves((args, kwargs)):
-        if leaf is not None and not isinstance(leaf, torch.Tensor):
-            raise ExportUnsupported(
-                f"an input is a {type(leaf).__name__}, not a tensor (AOT packages take tensors)"
-            )
-
-
 def export_program(
     module: torch.nn.Module,
     args: tuple[Any, ...],
@@ -88,54 +62,58 @@ def export_program(
     spec: Specialization,
     *,
     strict: bool = False,
-) -> Any:
+) -> tuple[Any, dict[str, torch.Tensor]]:
     """``torch.export.export`` of ``module`` for this call, the dims ``spec`` marks dynamic
-    exported as dynamic. Raises :class:`ExportUnsupported` with export's reason."""
-    check_inputs(args, kwargs)
+    exported as dynamic, and the tensors forward made (see :func:`check_program`). Raises
+    :class:`ExportUnsupported` with export's reason."""
+    try:
+        check_inputs(args, kwargs, spec)
+    except InputUnsupported as error:
+        raise ExportUnsupported(error.reason) from None
     signature = inspect.signature(module.forward)
     try:
         bound = signature.bind(*args, **kwargs)
     except TypeError as error:
         raise ExportUnsupported(f"the call does not fit forward's signature: {error}") from None
+    dims = dims_by_identity(args, kwargs, spec)
     shapes: dict[str, Any] = {}
     for name, value in bound.arguments.items():
         kind = signature.parameters[name].kind
         if kind is inspect.Parameter.VAR_POSITIONAL:
-            start = len(bound.args) - len(value)
-            shapes[name] = tuple(
-                _dynamic_shapes(v, (("arg", "args"), ("item", start + i)), spec)
-                for i, v in enumerate(value)
-            )
+            shapes[name] = tuple(dynamic_shapes(v, dims) for v in value)
         elif kind is inspect.Parameter.VAR_KEYWORD:
-            shapes[name] = {
-                k: _dynamic_shapes(v, (("arg", "kwargs"), ("key", k)), spec)
-                for k, v in value.items()
-            }
+            shapes[name] = {k: dynamic_shapes(v, dims) for k, v in value.items()}
         else:
-            shapes[name] = _dynamic_shapes(value, _path_of(name, bound, signature), spec)
+            shapes[name] = dynamic_shapes(value, dims)
     try:
         program = torch.export.export(
-            module, args, kwargs, dynamic_shapes=shapes or None, strict=strict
+            module, args, kwargs, dynamic_shapes=shapes if dims else None, strict=strict
         )
     except Exception as error:
         permanent = any(kind.__name__ in _CODE_ERRORS for kind in type(error).__mro__)
         raise ExportUnsupported(
             f"torch.export failed: {_first_line(error)}", permanent=permanent and not spec.dynamic
         ) from error
-    check_program(program, module)
-    return program
+    captured = check_program(program, module)
+    return program, captured
 
 
-def check_program(program: Any, module: torch.nn.Module) -> None:
+def check_program(program: Any, module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Before compiling: every tensor the package will need can be bound live from
-    ``module``, and no 0-dim buffer is updated in forward (a package reads those back
-    wrongly). Raises :class:`ExportUnsupported` (permanent: the code's doing)."""
+    ``module`` or was made by forward itself, and no 0-dim buffer is updated in forward (a
+    package reads those back wrongly). Raises :class:`ExportUnsupported` (permanent: the
+    code's doing). Returns the tensors forward made (``torch.tensor([...])`` in its code,
+    lifted by export as constants): the entry carries them, by value."""
     signature = program.graph_signature
+    captured: dict[str, torch.Tensor] = {}
     for name in getattr(signature, "lifted_tensor_constants", ()):
         try:
             resolve_tensor(module, name)
         except ExportUnsupported as error:
-            raise ExportUnsupported(error.reason, permanent=True) from None
+            value = program.constants.get(name)
+            if not isinstance(value, torch.Tensor) or _held_outside(value):
+                raise ExportUnsupported(error.reason, permanent=True) from None
+            captured[name] = value
     state = program.state_dict
     mutated = set(getattr(signature, "buffers_to_mutate", {}).values()) | _mutated_inputs(program)
     for name in sorted(mutated):
@@ -148,6 +126,24 @@ def check_program(program: Any, module: torch.nn.Module) -> None:
                 "does not read back",
                 permanent=True,
             )
+    return captured
+
+
+def _held_outside(tensor: torch.Tensor) -> bool:
+    """Whether a global of some module or a closure holds ``tensor``: then it is state that
+    may change between calls, which a package cannot read live (a tensor forward made is
+    held only by the exported program). Looked up once per compile, not per call."""
+    import gc
+    import sys
+    import types
+
+    globals_of = {id(vars(m)) for m in list(sys.modules.values()) if m is not None}
+    for holder in gc.get_referrers(tensor):
+        if isinstance(holder, types.CellType):
+            return True
+        if isinstance(holder, dict) and id(holder) in globals_of:
+            return True
+    return False
 
 
 def _mutated_inputs(program: Any) -> set[str]:
@@ -177,15 +173,6 @@ def constant_names(program: Any) -> dict[str, str]:
     return {f"_tensor_constant{number}": name for number, name in enumerate(lifted)}
 
 
-def _path_of(name: str, bound: inspect.BoundArguments, signature: inspect.Signature) -> Any:
-    # The dispatch layer sees the adapter's (*args, **kwargs): positional values are
-    # ("args", i), keyword values ("kwargs", name).
-    if name in bound.kwargs:
-        return (("arg", "kwargs"), ("key", name))
-    index = list(signature.parameters).index(name)
-    return (("arg", "args"), ("item", index))
-
-
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
@@ -200,9 +187,15 @@ def compile_package(program: Any, options: dict[str, Any] | None = None) -> byte
     with tempfile.TemporaryDirectory(prefix="compilecache-aot-") as work:
         path = os.path.join(work, "model.pt2")
         try:
-            torch._inductor.aoti_compile_and_package(
-                program, package_path=path, inductor_configs=configs
-            )
+            with warnings.catch_warnings():
+                # torch 2.13 deep-copies tree specs inside AOTInductor, which warns about its
+                # own deprecated LeafSpec: nothing the caller can change.
+                warnings.filterwarnings(
+                    "ignore", r"`isinstance\(treespec, LeafSpec\)`", FutureWarning
+                )
+                torch._inductor.aoti_compile_and_package(
+                    program, package_path=path, inductor_configs=configs
+                )
         except Exception as error:
             raise ExportUnsupported(f"AOTInductor failed: {_first_line(error)}") from error
         with open(path, "rb") as file:
@@ -260,10 +253,17 @@ def output_builder(loader: Any) -> Unflatten:
     spec = pytree.treespec_loads(loader.get_call_spec()[1])
     if spec.is_leaf():
         return _first
-    children = spec.children_specs if hasattr(spec, "children_specs") else None
-    if spec.type is tuple and children is not None and all(c.is_leaf() for c in children):
+    if spec.type is tuple and all(child.is_leaf() for child in _children(spec)):
         return tuple
     return lambda flat: pytree.tree_unflatten(flat, spec)
+
+
+def _children(spec: Any) -> list[Any]:
+    # torch 2.13 deprecates the attribute ``children_specs`` for the method ``children()``.
+    children = getattr(spec, "children", None)
+    if callable(children):
+        return list(children())
+    return list(spec.children_specs)
 
 
 def _first(flat: list[Any]) -> Any:

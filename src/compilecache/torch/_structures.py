@@ -1,0 +1,148 @@
+"""Structured inputs and outputs of AOT packages: nesting, constants and state objects.
+
+A package takes a flat list of tensors and returns one. The call around it may be structured:
+keyword arguments, containers, constants (``None``, bools, ints, strings: guarded by the
+dispatch layer and baked into the package by export), and objects registered with torch's
+pytree, such as a model library's cache of key and value tensors. Inputs are flattened with
+torch's pytree (the order export saw), outputs rebuilt from the package's output spec (so a
+``ModelOutput`` comes back with its type and fields).
+
+**State objects** (types registered with :func:`compilecache.dispatch.register_state_type`: a
+``DynamicCache``) are updated in place by eager code: ``model(ids, past_key_values=cache)``
+appends to ``cache`` and returns that very object. A package returns a new one instead, so
+:func:`carry_state_back` moves the new state into the object the caller passed and puts that
+object in the result: the caller sees what eager mode gives.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..dispatch import Specialization
+from ..dispatch._guard_build import is_state_type
+
+_SCALARS = (bool, int, float, str, type(None))
+_DEPTH = 6
+
+
+class InputUnsupported(Exception):
+    """An input an AOT package cannot take (``reason`` says which and why)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def check_inputs(args: tuple[Any, ...], kwargs: dict[str, Any], spec: Specialization) -> None:
+    """Raise :class:`InputUnsupported` unless every input leaf is a tensor or a constant that
+    the guards pin (an int that varies between calls cannot be baked into a package)."""
+    from torch.utils._pytree import tree_leaves
+
+    for leaf in spec.leaves:
+        if leaf.kind == "dynamic-int":
+            raise InputUnsupported(
+                "an int input varies between calls (AOT packages bake ints in; pass it as a "
+                "tensor, or mark it static)"
+            )
+    for value in tree_leaves((args, kwargs)):
+        if not isinstance(value, (torch.Tensor, *_SCALARS)):
+            raise InputUnsupported(
+                f"an input is a {type(value).__name__}, which is neither a tensor, a constant, "
+                "nor a structure registered with torch's pytree"
+            )
+
+
+def dynamic_shapes(value: Any, dims: dict[int, frozenset[int]]) -> Any:
+    """The ``dynamic_shapes`` entry of torch.export mirroring ``value``: a tensor gets its
+    dynamic dimensions (``dims``, by the tensor's identity), containers and pytree nodes the
+    entries of their children, in the order of their flattening."""
+    from torch.utils import _pytree as pytree
+
+    if isinstance(value, torch.Tensor):
+        found = dims.get(id(value))
+        if not found:
+            return None
+        from torch.export import Dim
+
+        return dict.fromkeys(sorted(found), Dim.DYNAMIC)
+    kind = type(value)
+    if kind in (tuple, list):
+        return kind(dynamic_shapes(item, dims) for item in value)
+    if kind is dict:
+        return {key: dynamic_shapes(item, dims) for key, item in value.items()}
+    node = pytree.SUPPORTED_NODES.get(kind)
+    if node is not None:
+        children, _ = node.flatten_fn(value)
+        return [dynamic_shapes(child, dims) for child in children]
+    return None
+
+
+def dims_by_identity(
+    args: tuple[Any, ...], kwargs: dict[str, Any], spec: Specialization
+) -> dict[int, frozenset[int]]:
+    """The dynamic dimensions of each input tensor, by its identity (the spec names tensors
+    by their paths in the adapter's ``(*args, **kwargs)``, through containers and state)."""
+    roots = {"args": args, "kwargs": kwargs}
+    found: dict[int, frozenset[int]] = {}
+    for leaf in spec.leaves:
+        if leaf.kind != "array" or not leaf.dynamic_dims or leaf.path[0][0] != "arg":
+            continue
+        value: Any = roots.get(leaf.path[0][1])
+        try:
+            for step in leaf.path[1:]:
+                value = value[step[1]] if step[0] in ("item", "key") else getattr(value, step[1])
+        except (LookupError, AttributeError, TypeError):
+            continue
+        if isinstance(value, torch.Tensor):
+            found[id(value)] = leaf.dynamic_dims
+    return found
+
+
+def carry_state_back(inputs: Any, result: Any) -> Any:
+    """Move the state of each state object in ``result`` into the input object of the same
+    type (first unmatched, in order), and return ``result`` holding the input objects."""
+    given: list[Any] = []
+    _collect(inputs, given, 0)
+    if not given:
+        return result
+    return _replace(result, given, 0)
+
+
+def _collect(value: Any, found: list[Any], depth: int) -> None:
+    if depth > _DEPTH:
+        return
+    if is_state_type(type(value)):
+        found.append(value)
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            _collect(item, found, depth + 1)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _collect(item, found, depth + 1)
+
+
+def _replace(value: Any, given: list[Any], depth: int) -> Any:
+    if depth > _DEPTH:
+        return value
+    kind = type(value)
+    if is_state_type(kind):
+        for index, target in enumerate(given):
+            if type(target) is kind:
+                del given[index]
+                if target is not value:
+                    target.__dict__.clear()
+                    target.__dict__.update(vars(value))
+                return target
+        return value
+    if kind is tuple:
+        return tuple(_replace(item, given, depth + 1) for item in value)
+    if isinstance(value, list):
+        value[:] = [_replace(item, given, depth + 1) for item in value]
+    elif isinstance(value, dict):  # ModelOutput too: setting an item sets the attribute
+        for key, item in list(value.items()):
+            new = _replace(item, given, depth + 1)
+            if new is not item:
+                value[key] = new
+    return value

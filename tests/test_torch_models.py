@@ -1,0 +1,231 @@
+"""Real transformers and diffusers models: their configs keyed (local fields left out), bypasses
+warned about and counted, key_ignore, keyword calls with constants, ModelOutput and cache
+classes in and out of AOT packages. Real libraries, tiny seeded configs, no downloads."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from torchhelpers import require_torch
+
+torch = require_torch()
+
+import compilecache.torch as cct  # noqa: E402
+import torchmodels  # noqa: E402
+from compilecache import CacheUsageError  # noqa: E402
+from compilecache.artifacts import ArtifactHooks  # noqa: E402
+from compilecache.stores import DiskStore  # noqa: E402
+from compilecache.torch import _zoo  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def max_difference(a: Any, b: Any) -> float:
+    from torch.utils._pytree import tree_leaves
+
+    left, right = tree_leaves(a), tree_leaves(b)
+    assert len(left) == len(right)
+    return max(float((x - y).abs().max()) for x, y in zip(left, right, strict=True))
+
+
+def key_of(model: Any, store: Any, **inputs: Any) -> str | None:
+    with torch.no_grad():
+        report = cct.explain(cct.compile(model, store=store), **inputs)
+    assert report.bypass is None, report.bypass
+    return report.key
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> DiskStore:
+    return DiskStore(tmp_path / "store")
+
+
+# -- keys ----------------------------------------------------------------------------------------
+def test_hf_config_is_keyed_without_where_the_checkpoint_was_loaded_from(
+    tmp_path: Path, store: DiskStore
+) -> None:
+    import transformers
+
+    inputs = _zoo.inputs("gpt2")
+    built = key_of(_zoo.build("gpt2"), store, **inputs)
+    assert built == key_of(_zoo.build("gpt2"), store, **inputs)
+    loaded = []
+    for directory in ("first", "second"):
+        _zoo.build("gpt2").save_pretrained(tmp_path / directory)
+        loaded.append(transformers.GPT2LMHeadModel.from_pretrained(tmp_path / directory).eval())
+    assert loaded[0].config._name_or_path != loaded[1].config._name_or_path
+    assert key_of(loaded[0], store, **inputs) == key_of(loaded[1], store, **inputs)
+
+
+def test_hf_config_fields_that_change_the_code_change_the_key(store: DiskStore) -> None:
+    inputs = _zoo.inputs("gpt2")
+    base = key_of(_zoo.build("gpt2"), store, **inputs)
+    eager_attention = _zoo.build("gpt2")
+    # Not in PretrainedConfig.to_dict(), yet it selects the attention kernel.
+    eager_attention.config._attn_implementation = "eager"
+    assert key_of(eager_attention, store, **inputs) != base
+    other_eps = _zoo.build("gpt2")
+    other_eps.config.layer_norm_epsilon = 1e-3
+    assert key_of(other_eps, store, **inputs) != base
+
+
+def test_diffusers_config_is_keyed_without_where_it_was_loaded_from(
+    tmp_path: Path, store: DiskStore
+) -> None:
+    import diffusers
+
+    inputs = _zoo.inputs("unet2d")
+    loaded = []
+    for directory in ("first", "second"):
+        _zoo.build("unet2d").save_pretrained(tmp_path / directory)
+        loaded.append(diffusers.UNet2DModel.from_pretrained(tmp_path / directory).eval())
+    assert loaded[0].config["_name_or_path"] != loaded[1].config["_name_or_path"]
+    assert key_of(loaded[0], store, **inputs) == key_of(loaded[1], store, **inputs)
+    changed = _zoo.build("unet2d")
+    changed.register_to_config(center_input_sample=True)
+    assert key_of(changed, store, **inputs) != key_of(loaded[0], store, **inputs)
+
+
+def test_importing_compilecache_torch_imports_neither_library() -> None:
+    code = (
+        "import sys, compilecache.torch\n"
+        "print('transformers' in sys.modules, 'diffusers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+# -- bypasses ------------------------------------------------------------------------------------
+class WithTokenizer(torchmodels.MLP):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokenizer = _Tokenizer()
+
+
+class _Tokenizer:
+    def __init__(self) -> None:
+        self.vocabulary = {"a": 0}
+        self.lock = threading.Lock()  # no stable encoding
+
+
+def test_an_unkeyable_attribute_warns_once_is_counted_and_can_be_vouched_for(
+    store: DiskStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    torch.manual_seed(0)
+    model = WithTokenizer().eval()
+    hooks = ArtifactHooks(store)
+    fast = cct.compile(model, store=hooks)
+    x = torch.randn(3, 16)
+    with caplog.at_level(logging.WARNING), torch.no_grad():
+        assert max_difference(fast(x), model(x)) <= 1e-5  # still compiled and correct
+        fast(torch.randn(5, 16))  # a second compile (automatic dynamic): one warning still
+    warnings = [r for r in caplog.records if "not persisting" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+    message = warnings[0].getMessage()
+    assert "tokenizer.lock" in message and 'key_ignore=("tokenizer.lock",)' in message
+    stats = cct.stats(fast)
+    assert sum(stats["bypasses"].values()) == 2 and stats["aot compiles"] == 2
+    assert hooks.stats.saved == 0 and sum(hooks.stats.bypasses.values()) == 2
+    with torch.no_grad():
+        report = cct.explain(fast, x)
+    assert report.bypass is not None and "tokenizer.lock" in report.bypass
+    # The user vouches that the tokenizer cannot change the compiled code.
+    vouched = cct.compile(model, store=hooks, key_ignore=("tokenizer.lock",))
+    with torch.no_grad():
+        assert cct.explain(vouched, x).bypass is None
+    with pytest.raises(CacheUsageError, match=r"'tokenizer\.missing' names nothing"):
+        cct.compile(model, key_ignore=("tokenizer.missing",))
+
+
+def test_bypasses_reach_the_persisted_counters_and_the_stats_command(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from compilecache.cli import main
+
+    model = WithTokenizer().eval()
+    hooks = ArtifactHooks(DiskStore(tmp_path / "cache"))
+    with torch.no_grad():
+        cct.compile(model, store=hooks, mode="jit")(torch.randn(2, 16))
+    hooks.recorder.flush()
+    result = CliRunner().invoke(
+        main, ["stats", "--json"], env={"COMPILECACHE_DIR": str(tmp_path / "cache")}
+    )
+    assert result.exit_code == 0, result.output
+    assert "tokenizer.lock" in result.output
+
+
+# -- structured inputs and outputs ---------------------------------------------------------------
+def test_keyword_calls_with_constants_return_the_model_output(store: DiskStore) -> None:
+    model = _zoo.build("gpt2")
+    fast = cct.compile(model, store=store)
+    ids = _zoo.inputs("gpt2")["input_ids"]
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        out = fast(input_ids=ids, attention_mask=mask, use_cache=False, return_dict=True)
+        expected = model(input_ids=ids, attention_mask=mask, use_cache=False, return_dict=True)
+        assert type(out) is type(expected) and list(out.keys()) == list(expected.keys())
+        assert max_difference(out.logits, expected.logits) <= 1e-5
+        again = fast(return_dict=True, use_cache=False, attention_mask=mask, input_ids=ids)
+        assert cct.stats(fast)["hits"] == 1, "the order of keyword arguments is not a miss"
+        assert max_difference(again.logits, expected.logits) <= 1e-5
+        hidden = fast(
+            input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=True
+        )
+    assert cct.stats(fast)["compiles"] == 2, "another constant is another specialization"
+    assert len(hidden.hidden_states) == 3
+    assert cct.stats(fast)["entries by mode"] == ["aot", "aot"]
+
+
+def test_a_dynamic_cache_goes_in_and_out_and_is_updated_in_place(store: DiskStore) -> None:
+    model = _zoo.build("gpt2-cache")
+    # Static shapes: a dynamic decode package (the cache's length free) is the generation
+    # issue's; here each step is its own specialization.
+    fast = cct.compile(model, store=store, dynamic=False)
+    prompt = _zoo.inputs("gpt2-cache", batch=2)
+    with torch.no_grad():
+        out = fast(**prompt)
+        expected = model(**_zoo.inputs("gpt2-cache", batch=2))
+        assert type(out.past_key_values) is type(expected.past_key_values)
+        assert max_difference(out, expected) <= 1e-5
+        cache, eager_cache = out.past_key_values, expected.past_key_values
+        for step in range(2):  # decode steps: the cache grows by one position each
+            token = out.logits[:, -1:].argmax(-1)
+            mask = torch.ones(2, 8 + step + 1, dtype=torch.long)
+            out = fast(input_ids=token, attention_mask=mask, past_key_values=cache, use_cache=True)
+            expected = model(
+                input_ids=token, attention_mask=mask, past_key_values=eager_cache, use_cache=True
+            )
+            assert out.past_key_values is cache, "the cache passed in is the one updated, as eager"
+            assert cache.get_seq_length() == eager_cache.get_seq_length() == 8 + step + 1
+            assert max_difference(out.logits, expected.logits) <= 1e-5
+            assert max_difference(cache.layers[0].keys, eager_cache.layers[0].keys) <= 1e-5
+    stats = cct.stats(fast)
+    assert set(stats["entries by mode"]) == {"aot"} and stats["fallbacks"] == {}
+    assert stats["compiles"] == 3  # the prefill and two decode steps
+
+
+class _Opaque:
+    def __init__(self, tensor: Any) -> None:
+        self.tensor = tensor
+
+
+class _TakesState(torch.nn.Module):
+    def forward(self, x: Any, state: Any) -> Any:
+        return x + state.tensor
+
+
+def test_an_input_that_cannot_be_flattened_falls_back_with_the_reason(store: DiskStore) -> None:
+    model = _TakesState().eval()
+    fast = cct.compile(model, store=store)
+    x = torch.randn(3)
+    with torch.no_grad():
+        assert max_difference(fast(x, _Opaque(torch.ones(3))), x + 1) <= 1e-6
+    reasons = list(cct.stats(fast)["fallbacks"])
+    assert len(reasons) == 1 and "_Opaque" in reasons[0] and "pytree" in reasons[0], reasons
