@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -229,3 +229,111 @@ def test_an_input_that_cannot_be_flattened_falls_back_with_the_reason(store: Dis
         assert max_difference(fast(x, _Opaque(torch.ones(3))), x + 1) <= 1e-6
     reasons = list(cct.stats(fast)["fallbacks"])
     assert len(reasons) == 1 and "_Opaque" in reasons[0] and "pytree" in reasons[0], reasons
+
+
+# -- review regressions --------------------------------------------------------------------------
+class _Stats(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(4))
+
+
+_GLOBAL_STATS = _Stats()
+
+
+class _UsesGlobalStats(torch.nn.Module):
+    def forward(self, x: Any) -> Any:
+        return x - _GLOBAL_STATS.mean
+
+
+def test_a_tensor_another_module_holds_is_not_frozen_into_the_package(store: DiskStore) -> None:
+    """A buffer of a module the model reaches through a global is lifted by export as a
+    constant the model does not hold: freezing its value into a stored package would serve
+    the old value after a new checkpoint is loaded into it."""
+    fast = cct.compile(_UsesGlobalStats().eval(), store=store)
+    x = torch.randn(2, 4)
+    with torch.no_grad():
+        assert max_difference(fast(x), x) <= 1e-6
+        _GLOBAL_STATS.mean.fill_(1.0)
+        assert max_difference(fast(x), x - 1.0) <= 1e-6
+        _GLOBAL_STATS.mean.zero_()
+    assert cct.stats(fast)["entries by mode"] == ["jit"]
+    assert any("does not hold" in reason for reason in cct.stats(fast)["fallbacks"])
+
+
+class _Pair(NamedTuple):
+    left: Any
+    right: Any
+
+
+class _TakesPair(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 4)
+
+    def forward(self, pair: _Pair) -> Any:
+        return self.fc(pair.left) + pair.right
+
+
+def test_dynamic_dimensions_inside_a_named_tuple_are_exported_dynamic(store: DiskStore) -> None:
+    torch.manual_seed(0)
+    model = _TakesPair().eval()
+    fast = cct.compile(model, store=store)
+    with torch.no_grad():
+        for batch in (4, 8, 16):
+            pair = _Pair(torch.randn(batch, 4), torch.randn(batch, 4))
+            assert max_difference(fast(pair), model(pair)) <= 1e-5
+    assert cct.stats(fast)["compiles"] == 2  # static, then dynamic for every batch
+
+
+class _HoldsExtras(torchmodels.MLP):
+    def __init__(self) -> None:
+        super().__init__()
+        self.extras = {"tokenizer": _Tokenizer()}
+
+
+def test_a_bypass_through_a_container_suggests_a_path_that_works(
+    store: DiskStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = _HoldsExtras().eval()
+    x = torch.randn(2, 16)
+    with caplog.at_level(logging.WARNING), torch.no_grad():
+        report = cct.explain(cct.compile(model, store=store), x)
+    assert report.bypass is not None and 'key_ignore=("extras",)' in report.bypass, report.bypass
+    with torch.no_grad():
+        assert cct.explain(cct.compile(model, store=store, key_ignore="extras"), x).bypass is None
+    with pytest.raises(CacheUsageError, match="not properties or keys of a dict"):
+        cct.compile(model, key_ignore=("extras.tokenizer",))
+
+
+def test_carrying_state_back_updates_nested_state_objects_in_place() -> None:
+    from compilecache.dispatch import register_state_type
+    from compilecache.torch._structures import carry_state_back
+
+    class Layer:
+        def __init__(self, keys: Any) -> None:
+            self.keys = keys
+
+    class Inner:
+        def __init__(self, layers: list[Any]) -> None:
+            self.layers = layers
+
+    class Outer:
+        def __init__(self, inner: Any, step: int) -> None:
+            self.inner = inner
+            self.step = step
+
+    for kind in (Layer, Inner, Outer):
+        register_state_type(kind)
+    layer = Layer(torch.zeros(1))
+    inner = Inner([layer])
+    given = Outer(inner, 0)
+    returned = Outer(Inner([Layer(torch.ones(2))]), 1)
+    result = carry_state_back(((), {"cache": given}), {"past": returned, "logits": torch.ones(1)})
+    assert result["past"] is given and given.step == 1
+    assert given.inner is inner and inner.layers[0] is layer, "inner objects kept, as eager"
+    assert layer.keys.shape == (2,)
+    # Two inputs of one type: no unambiguous pairing, the result is left as returned.
+    other = Outer(Inner([]), 0)
+    result = carry_state_back(((given, other), {}), (returned,))
+    assert result[0] is returned

@@ -236,7 +236,9 @@ class GuardBuilder:
         if is_state_type(kind) and hasattr(value, "__dict__"):
             self._add(path, K.TYPE, kind, 1)
             state = vars(value)
-            self._add((*path, ("attr", "__dict__")), K.KEYSET, frozenset(state), 2)
+            # At the object's depth: which attributes it has is checked before any of them.
+            names = (*path, ("attr", "__dict__"))
+            self.guards.append(Guard(names, K.KEYSET, frozenset(state), len(path), 2))
             for name, item in state.items():
                 self.value((*path, ("attr", name)), item)
             return

@@ -77,6 +77,8 @@ def is_data_like(value: Any) -> bool:
     kind = type(value)
     if kind is types.SimpleNamespace or kind is collections.OrderedDict:
         return True
+    if kind in _CONTENT_BASES:
+        return False  # plain containers have an encoding of their own
     if isinstance(value, (type, types.ModuleType, types.FunctionType, types.MethodType, enum.Enum)):
         return False
     known = _python_classes.get(kind)
@@ -127,7 +129,7 @@ def object_state(value: Any, reader: StateReader | None) -> list[tuple[str, Any]
     pairs = sorted(
         ((name, item) for name, item in state.items() if name not in excluded), key=_first
     )
-    content = _content(value, excluded)
+    content = _content(value, excluded) if reader is None or reader.read is None else None
     if content is not None:
         pairs.append(content)
     return pairs

@@ -108,6 +108,9 @@ class TorchBackend:
                     # inputs (a wrong shape), or of dynamic dimensions that must be static,
                     # leave other specializations free to try.
                     self.export_failure = reason
+            except Exception as error:  # anything else on the way to a package: a fallback
+                logger.debug("compiling ahead of time failed", exc_info=True)
+                reason = f"compiling ahead of time failed: {type(error).__name__}: {error}"[:300]
         if self.mode == "aot":
             raise AOTUnavailableError(
                 f"cannot compile {type(self.module).__qualname__} ahead of time: {reason}. "

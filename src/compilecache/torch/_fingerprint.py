@@ -100,8 +100,9 @@ def resolve_ignored(
             if strict:
                 raise CacheUsageError(
                     f"key_ignore: {path!r} names nothing on {type(module).__qualname__} "
-                    f"(no {step!r} there); give attribute paths from the model, such as "
-                    '"config._name_or_path"'
+                    f"(no stored attribute {step!r} there: a path steps through submodules "
+                    "and stored attributes, not properties or keys of a dict); give the "
+                    'path a bypass warning names, such as "tokenizer.lock"'
                 ) from None
             continue
         found.append((parent, steps[-1]))
@@ -109,19 +110,31 @@ def resolve_ignored(
 
 
 def _step(owner: Any, step: str) -> Any:
+    """One step of a key_ignore path: a submodule, an attribute stored on the object, or an
+    item of a mapping keyed through its items (a diffusers FrozenDict). Not a property, nor a
+    key of a plain dict: those name no field of the state that is keyed."""
     children = getattr(owner, "_modules", None)
     if isinstance(children, dict) and step in children:
         return children[step]
-    if isinstance(owner, dict):
-        if step in owner:
-            return owner[step]
+    reader = reader_for(type(owner))
+    if reader is not None and reader.read is not None:
+        state = reader.read(owner)
+        if step in state:
+            return state[step]
         raise LookupError(step)
-    if step in getattr(owner, "__dict__", {}):
-        return vars(owner)[step]
+    stored = getattr(owner, "__dict__", None)
+    if isinstance(stored, dict) and step in stored:
+        return stored[step]
+    raise LookupError(step)
+
+
+def _resolves(owner: Any, path: str) -> bool:
     try:
-        return getattr(owner, step)
-    except AttributeError:
-        raise LookupError(step) from None
+        for step in path.split("."):
+            owner = _step(owner, step)
+    except LookupError:
+        return False
+    return True
 
 
 def module_fingerprint(module: torch.nn.Module, walker: Any) -> bytes:
@@ -185,6 +198,9 @@ def _submodule(sub: torch.nn.Module, path: str, walker: Any) -> bytes:
             parts.append(name.encode() + b"=" + walker.encode(value, where))
         except Unfingerprintable as error:
             path_of = error.where or where
+            inner = path_of[len(path) + 1 :] if path else path_of
+            if path_of != where and not _resolves(sub, inner):
+                path_of = where  # reached through a container: leave out the attribute
             raise Unfingerprintable(
                 f"model attribute {error.reason}. Make it a constant, a parameter or a buffer, "
                 "or pass it as an input; or, if it cannot change the compiled code, leave it "

@@ -64,52 +64,65 @@ _activated: set[str] = set()
 _lock = threading.Lock()
 
 
+_registered: set[type] = set()
+
+
 def activate() -> None:
-    """Register what the libraries in use need (idempotent; imports nothing they did not)."""
-    if "transformers" in sys.modules and "transformers" not in _activated:
-        with _lock:
+    """Register what the libraries in use need (imports nothing they did not). Called by
+    every ``compile()``: cache classes defined since (a model's module imported later) are
+    registered then. A failure is logged once and never raised: the model still compiles,
+    and calls with a cache fall back with the reason."""
+    if "transformers" not in sys.modules:
+        return
+    with _lock:
+        try:
+            _activate_transformers()
+        except Exception as error:
             if "transformers" not in _activated:
-                _activate_transformers()
-                _activated.add("transformers")
+                logger.warning(
+                    "compilecache cannot register transformers' cache classes (%r): calls "
+                    "that pass or return a cache fall back to torch.compile",
+                    error,
+                )
+        _activated.add("transformers")
 
 
 def _activate_transformers() -> None:
+    from transformers import cache_utils
+
     from ..dispatch import register_state_type
 
-    try:
-        from transformers import cache_utils
-    except Exception as error:  # a broken or very old install: no cache support
-        logger.info("transformers' cache classes are not available: %r", error)
-        return
+    if "transformers" not in _activated:
+        for name in ("Cache", "CacheLayerMixin", "EncoderDecoderCache"):
+            kind = getattr(cache_utils, name, None)
+            if isinstance(kind, type):
+                register_state_type(kind)
     register_cache_pytrees(cache_utils)
-    for name in ("Cache", "CacheLayerMixin", "EncoderDecoderCache"):
-        kind = getattr(cache_utils, name, None)
-        if isinstance(kind, type):
-            register_state_type(kind)
 
 
 def register_cache_pytrees(cache_utils: Any) -> None:
-    """Register transformers' cache classes with torch's pytree, so that torch.export traces
-    them as inputs and outputs: with transformers' generic registration where it has one
-    (every ``Cache`` subclass), else its ``DynamicCache`` support."""
+    """Register transformers' cache classes with torch's pytree (a process-global registry:
+    torch's own ``tree_map`` then treats caches as containers too), so that torch.export
+    traces them as inputs and outputs: with transformers' generic registration where it has
+    one (every ``Cache`` subclass not registered yet), else its ``DynamicCache`` support."""
     register: Any = None
     try:
         from transformers.exporters import exporter_dynamo
 
         register = getattr(exporter_dynamo, "register_pytree_node", None)
-    except Exception:  # transformers before 5.2x: no generic registration
+    except ImportError:  # transformers before 5.2x: no generic registration
         pass
     if register is not None:
         for kind in _subclasses(cache_utils.Cache):  # every Cache subclass, not Cache itself
-            register(kind)
+            if kind not in _registered:
+                register(kind)
+                _registered.add(kind)
         return
-    try:
+    if "transformers" not in _activated:
         from transformers.integrations import executorch
-    except Exception as error:
-        logger.info("transformers offers no pytree support for its caches: %r", error)
-        return
-    support: Any = executorch.register_dynamic_cache_export_support
-    support()
+
+        support: Any = executorch.register_dynamic_cache_export_support
+        support()
 
 
 def _subclasses(kind: type) -> list[type]:

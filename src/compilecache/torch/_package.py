@@ -111,7 +111,7 @@ def check_program(program: Any, module: torch.nn.Module) -> dict[str, torch.Tens
             resolve_tensor(module, name)
         except ExportUnsupported as error:
             value = program.constants.get(name)
-            if not isinstance(value, torch.Tensor) or _held_outside(value):
+            if not isinstance(value, torch.Tensor) or _held_outside(value, program):
                 raise ExportUnsupported(error.reason, permanent=True) from None
             captured[name] = value
     state = program.state_dict
@@ -129,21 +129,41 @@ def check_program(program: Any, module: torch.nn.Module) -> dict[str, torch.Tens
     return captured
 
 
-def _held_outside(tensor: torch.Tensor) -> bool:
-    """Whether a global of some module or a closure holds ``tensor``: then it is state that
-    may change between calls, which a package cannot read live (a tensor forward made is
-    held only by the exported program). Looked up once per compile, not per call."""
+def _held_outside(tensor: torch.Tensor, program: Any) -> bool:
+    """Whether anything but the exported program (and export's own bookkeeping) holds
+    ``tensor``: a global, a closure, a container, or some module's parameters, buffers or
+    attributes. Then it is state that may change between calls, which a package cannot read
+    live; a tensor that forward made is held only by the program. Conservative: a holder it
+    cannot place counts as outside (the call then falls back instead of freezing a value).
+    Looked up once per compile, not per call."""
     import gc
-    import sys
     import types
 
-    globals_of = {id(vars(m)) for m in list(sys.modules.values()) if m is not None}
+    owned = {id(program.constants), id(program.state_dict)}
+    for module in program.graph_module.modules():
+        owned.update((id(vars(module)), id(module._buffers), id(module._parameters)))
+    for node in program.graph.nodes:
+        fake = node.meta.get("val")
+        if hasattr(fake, "__dict__"):
+            owned.add(id(vars(fake)))
     for holder in gc.get_referrers(tensor):
-        if isinstance(holder, types.CellType):
-            return True
-        if isinstance(holder, dict) and id(holder) in globals_of:
-            return True
+        if id(holder) in owned or isinstance(holder, types.FrameType):
+            continue
+        if isinstance(holder, dict) and _only_exports_names(holder, tensor):
+            continue
+        return True
     return False
+
+
+def _only_exports_names(holder: dict[Any, Any], tensor: torch.Tensor) -> bool:
+    """Export keeps constants as ``_tensor_constant<n>`` attributes of a module of its own,
+    and in memo dicts keyed by the tensor: neither is the user's state. (A loop, not a
+    comprehension: a comprehension would hold ``tensor`` in a closure cell, which the caller
+    would then find among the tensor's holders.)"""
+    for name, value in holder.items():
+        if value is tensor and not str(name).startswith("_tensor_constant"):
+            return False
+    return True
 
 
 def _mutated_inputs(program: Any) -> set[str]:

@@ -16,6 +16,7 @@ object in the result: the caller sees what eager mode gives.
 
 from __future__ import annotations
 
+import collections
 from typing import Any
 
 import torch
@@ -68,10 +69,11 @@ def dynamic_shapes(value: Any, dims: dict[int, frozenset[int]]) -> Any:
 
         return dict.fromkeys(sorted(found), Dim.DYNAMIC)
     kind = type(value)
-    if kind in (tuple, list):
-        return kind(dynamic_shapes(item, dims) for item in value)
-    if kind is dict:
+    if kind in (dict, collections.OrderedDict, collections.defaultdict):
         return {key: dynamic_shapes(item, dims) for key, item in value.items()}
+    if isinstance(value, (tuple, list)):  # named tuples too: export takes a tuple for them
+        items = [dynamic_shapes(item, dims) for item in value]
+        return items if isinstance(value, list) else tuple(items)
     node = pytree.SUPPORTED_NODES.get(kind)
     if node is not None:
         children, _ = node.flatten_fn(value)
@@ -102,12 +104,24 @@ def dims_by_identity(
 
 def carry_state_back(inputs: Any, result: Any) -> Any:
     """Move the state of each state object in ``result`` into the input object of the same
-    type (first unmatched, in order), and return ``result`` holding the input objects."""
+    type, and return ``result`` holding the input objects. Only where that pairing is
+    unambiguous: one input and one output object of the type (two caches of one type in and
+    out are left as the package returned them)."""
     given: list[Any] = []
     _collect(inputs, given, 0)
     if not given:
         return result
-    return _replace(result, given, 0)
+    returned: list[Any] = []
+    _collect(result, returned, 0)
+    pairs = {}
+    for kind in {type(value) for value in returned}:
+        ins = [value for value in given if type(value) is kind]
+        outs = [value for value in returned if type(value) is kind]
+        if len(ins) == 1 and len(outs) == 1 and ins[0] is not outs[0]:
+            pairs[id(outs[0])] = ins[0]
+    if not pairs:
+        return result
+    return _replace(result, pairs, 0)
 
 
 def _collect(value: Any, found: list[Any], depth: int) -> None:
@@ -123,26 +137,48 @@ def _collect(value: Any, found: list[Any], depth: int) -> None:
             _collect(item, found, depth + 1)
 
 
-def _replace(value: Any, given: list[Any], depth: int) -> Any:
+def _replace(value: Any, pairs: dict[int, Any], depth: int) -> Any:
     if depth > _DEPTH:
         return value
-    kind = type(value)
-    if is_state_type(kind):
-        for index, target in enumerate(given):
-            if type(target) is kind:
-                del given[index]
-                if target is not value:
-                    target.__dict__.clear()
-                    target.__dict__.update(vars(value))
-                return target
-        return value
-    if kind is tuple:
-        return tuple(_replace(item, given, depth + 1) for item in value)
+    target = pairs.get(id(value))
+    if target is not None:
+        merge_state(target, value)
+        return target
+    if type(value) is tuple:
+        return tuple(_replace(item, pairs, depth + 1) for item in value)
     if isinstance(value, list):
-        value[:] = [_replace(item, given, depth + 1) for item in value]
+        value[:] = [_replace(item, pairs, depth + 1) for item in value]
     elif isinstance(value, dict):  # ModelOutput too: setting an item sets the attribute
         for key, item in list(value.items()):
-            new = _replace(item, given, depth + 1)
+            new = _replace(item, pairs, depth + 1)
             if new is not item:
                 value[key] = new
     return value
+
+
+def merge_state(target: Any, new: Any, depth: int = 0) -> None:
+    """Make ``target`` hold ``new``'s state, updating nested state objects (an
+    ``EncoderDecoderCache``'s caches, a cache's layers) in place rather than replacing them,
+    as eager code does: a caller holding an inner object sees it updated."""
+    state = target.__dict__
+    for name, value in vars(new).items():
+        old = state.get(name)
+        if depth < _DEPTH and _same_state_kind(old, value):
+            merge_state(old, value, depth + 1)
+        elif (
+            depth < _DEPTH
+            and isinstance(old, list)
+            and isinstance(value, list)
+            and len(old) == len(value)
+            and all(map(_same_state_kind, old, value))
+        ):
+            for inner, item in zip(old, value, strict=True):
+                merge_state(inner, item, depth + 1)
+        else:
+            state[name] = value
+    for name in [name for name in state if name not in vars(new)]:
+        del state[name]
+
+
+def _same_state_kind(old: Any, new: Any) -> bool:
+    return old is not new and type(old) is type(new) and is_state_type(type(new))
