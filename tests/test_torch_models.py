@@ -337,3 +337,20 @@ def test_carrying_state_back_updates_nested_state_objects_in_place() -> None:
     other = Outer(Inner([]), 0)
     result = carry_state_back(((given, other), {}), (returned,))
     assert result[0] is returned
+
+
+def test_a_dynamic_export_takes_constants_that_go_to_kwargs(store: DiskStore) -> None:
+    """``return_dict`` goes to a transformers model's ``**kwargs``; torch.export cannot match
+    dynamic shapes against a ``**kwargs`` holding a bool, so the second (dynamic) compile fell
+    back to torch.compile. The module is exported with an explicit signature instead."""
+    model = _zoo.build("gpt2")
+    own_forward = model.forward
+    model.forward = own_forward  # an instance-level forward of the user's survives export
+    fast = cct.compile(model, store=store)
+    with torch.no_grad():
+        for batch in (2, 3, 5):
+            inputs = {**_zoo.inputs("gpt2", batch=batch), "return_dict": True}
+            assert max_difference(fast(**inputs).logits, model(**inputs).logits) <= 1e-5
+    stats = cct.stats(fast)
+    assert stats["entries by mode"] == ["aot", "aot"] and stats["fallbacks"] == {}, stats
+    assert model.__dict__["forward"] is own_forward

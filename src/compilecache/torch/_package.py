@@ -8,11 +8,12 @@ changed weight is seen by the next call exactly as in eager mode.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -72,23 +73,23 @@ def export_program(
         raise ExportUnsupported(error.reason) from None
     signature = inspect.signature(module.forward)
     try:
-        bound = signature.bind(*args, **kwargs)
+        signature.bind(*args, **kwargs)
     except TypeError as error:
         raise ExportUnsupported(f"the call does not fit forward's signature: {error}") from None
+    signature = _explicit(signature, kwargs)
+    bound = signature.bind(*args, **kwargs)
     dims = dims_by_identity(args, kwargs, spec)
     shapes: dict[str, Any] = {}
     for name, value in bound.arguments.items():
-        kind = signature.parameters[name].kind
-        if kind is inspect.Parameter.VAR_POSITIONAL:
+        if signature.parameters[name].kind is inspect.Parameter.VAR_POSITIONAL:
             shapes[name] = tuple(dynamic_shapes(v, dims) for v in value)
-        elif kind is inspect.Parameter.VAR_KEYWORD:
-            shapes[name] = {k: dynamic_shapes(v, dims) for k, v in value.items()}
         else:
             shapes[name] = dynamic_shapes(value, dims)
     try:
-        program = torch.export.export(
-            module, args, kwargs, dynamic_shapes=shapes if dims else None, strict=strict
-        )
+        with _forward_signature(module, signature):
+            program = torch.export.export(
+                module, args, kwargs, dynamic_shapes=shapes if dims else None, strict=strict
+            )
     except Exception as error:
         permanent = any(kind.__name__ in _CODE_ERRORS for kind in type(error).__mro__)
         raise ExportUnsupported(
@@ -96,6 +97,45 @@ def export_program(
         ) from error
     captured = check_program(program, module)
     return program, captured
+
+
+def _explicit(signature: inspect.Signature, kwargs: dict[str, Any]) -> inspect.Signature:
+    """``signature`` with the call's keyword arguments that ``**kwargs`` would take as
+    keyword-only parameters of their own: torch.export cannot match dynamic shapes against
+    a ``**kwargs`` holding non-tensor values (a ``return_dict=True`` passed to a transformers
+    model: "Must provide a tree_name when there might be a mismatch"), so the module is
+    exported with this signature instead (as transformers' own exporter does)."""
+    parameters = list(signature.parameters.values())
+    var_keyword = next((p for p in parameters if p.kind is p.VAR_KEYWORD), None)
+    extra = [name for name in kwargs if name not in signature.parameters]
+    if var_keyword is None or not extra:
+        return signature
+    kept = [p for p in parameters if p is not var_keyword]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY) for name in extra]
+    return signature.replace(parameters=[*kept, *added])
+
+
+@contextlib.contextmanager
+def _forward_signature(module: torch.nn.Module, signature: inspect.Signature) -> Iterator[None]:
+    """While exporting: ``module.forward`` presents ``signature`` (the original runs)."""
+    if signature == inspect.signature(module.forward):
+        yield
+        return
+    original = module.forward
+    own = module.__dict__.get("forward")  # an instance-level forward the user set, if any
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        return original(*args, **kwargs)
+
+    forward.__signature__ = signature  # type: ignore[attr-defined]
+    module.forward = forward
+    try:
+        yield
+    finally:
+        if own is None:
+            del module.forward
+        else:
+            module.forward = own
 
 
 def check_program(program: Any, module: torch.nn.Module) -> dict[str, torch.Tensor]:
