@@ -33,18 +33,6 @@ from typing import Any
 CASES = ("eager", "torch.compile", "aoti", "compilecache")
 
 
-def _steady(call: Callable[[], Any], calls: int = 50, rounds: int = 7) -> float:
-    for _ in range(5):
-        call()
-    times = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        for _ in range(calls):
-            call()
-        times.append((time.perf_counter() - started) / calls)
-    return statistics.median(times)
-
-
 def _aoti(model: Any, inputs: dict[str, Any]) -> Callable[..., Any]:
     import torch
     import torch._inductor
@@ -84,6 +72,7 @@ def run_case(case: str, name: str) -> dict[str, Any]:
     torch.set_num_threads(1)
     import compilecache.torch as cct
     from compilecache.torch import _model_libraries, _zoo
+    from compilecache.torch._demo_cases import _steady as steady
 
     model = _zoo.build(name)
     _model_libraries.activate()  # cache classes as pytree nodes, to compare outputs
@@ -106,7 +95,7 @@ def run_case(case: str, name: str) -> dict[str, Any]:
             float((a - b).abs().max())
             for a, b in zip(tree_leaves(out), tree_leaves(expected), strict=True)
         )
-        report["steady_call_seconds"] = _steady(lambda: compiled(**inputs))
+        report["steady_call_seconds"] = steady(lambda: compiled(**inputs), calls=50)
     if case == "compilecache":
         stats = cct.stats(compiled)
         report["stats"] = {k: stats[k] for k in ("aot compiles", "aot loads", "jit compiles")}

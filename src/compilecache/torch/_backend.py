@@ -33,6 +33,7 @@ from ._package import (
     export_program,
     open_loader,
 )
+from ._structures import SCALARS
 
 MODES = ("auto", "aot", "jit")
 
@@ -236,12 +237,9 @@ class TorchBackend:
         return self._jit(reason, ready=True)
 
 
-_SCALARS = (bool, int, float, str, type(None))
-
-
 def _flat(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     """No nesting: every positional argument a tensor, every keyword argument a tensor or a
     constant (guarded, so the same for every call of the entry; not an input of the package)."""
     return all(isinstance(v, torch.Tensor) for v in args) and all(
-        isinstance(v, (torch.Tensor, *_SCALARS)) for v in kwargs.values()
+        isinstance(v, (torch.Tensor, *SCALARS)) for v in kwargs.values()
     )

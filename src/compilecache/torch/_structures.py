@@ -24,7 +24,8 @@ import torch
 from ..dispatch import Specialization
 from ..dispatch._guard_build import is_state_type
 
-_SCALARS = (bool, int, float, str, type(None))
+#: Constants a call may pass besides tensors (guarded, baked into the package).
+SCALARS = (bool, int, float, str, type(None))
 _DEPTH = 6
 
 
@@ -48,7 +49,7 @@ def check_inputs(args: tuple[Any, ...], kwargs: dict[str, Any], spec: Specializa
                 "tensor, or mark it static)"
             )
     for value in tree_leaves((args, kwargs)):
-        if not isinstance(value, (torch.Tensor, *_SCALARS)):
+        if not isinstance(value, (torch.Tensor, *SCALARS)):
             raise InputUnsupported(
                 f"an input is a {type(value).__name__}, which is neither a tensor, a constant, "
                 "nor a structure registered with torch's pytree"
