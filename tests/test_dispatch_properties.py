@@ -1052,6 +1052,54 @@ def test_dynamic_true_compiles_once_for_any_layout(layout: str) -> None:
     assert len(backend.examples) == 1
 
 
+@pytest.mark.parametrize("family", ["torch", "numpy"])
+def test_dense_inputs_in_another_dimension_order_miss(family: str) -> None:
+    # Dimensions 0 and 2 dynamic: the strides of 0 and 1 are free. Batch-major and head-major
+    # layouts of one shape are both dense and agree on the static strides, but compiled code
+    # computes the free strides from the sizes in the compiled order, so the other order must
+    # miss (an AOT package read such an input wrongly before this was guarded).
+    fn = make_function((("x", "pk", None),))
+    backend = CheckingBackend(fn)
+    jitted = jit(fn, backend=backend, dynamic=True, recompile_limit=100)
+
+    def batch_major(b: int, n: int) -> Any:
+        return torch.zeros(b, 2, n, 4) if family == "torch" else np.zeros((b, 2, n, 4))
+
+    def head_major(b: int, n: int) -> Any:
+        if family == "torch":
+            return torch.zeros(2, b, n, 4).transpose(0, 1)
+        return np.zeros((2, b, n, 4)).transpose(1, 0, 2, 3)
+
+    for b, n in ((2, 5), (3, 6), (1, 7)):  # a batch of 1 fits any order
+        jitted(batch_major(b, n))
+    assert len(backend.examples) == 1
+    (reason,) = explain_miss(jitted, head_major(3, 6))
+    assert "dense layout in dimension order (3, 2, 1, 0)" in reason, reason
+    jitted(head_major(3, 6))
+    assert len(backend.examples) == 2
+    for b, n in ((4, 5), (1, 3)):
+        jitted(head_major(b, n))
+        jitted(batch_major(b, n))
+    assert len(backend.examples) == 2
+
+
+def test_a_backend_that_specializes_sizes_0_and_1_compiles_them_static() -> None:
+    fn = make_function((("x", "pk", None),))
+
+    class ZeroOneBackend(CheckingBackend):
+        static_sizes = (0, 1)
+
+    backend = ZeroOneBackend(fn)
+    jitted = jit(fn, backend=backend, dynamic=True, recompile_limit=100)
+    jitted(np.zeros((1, 5)))
+    assert backend.examples[-1][2].leaves[0].dynamic_dims == frozenset({1})
+    jitted(np.zeros((1, 6)))  # the same entry: only the size-1 dimension is static
+    jitted(np.zeros((3, 6)))
+    assert backend.examples[-1][2].leaves[0].dynamic_dims == frozenset({0, 1})
+    jitted(np.zeros((1, 9)))  # the first entry (most recent first would serve it too)
+    assert len(backend.examples) == 2
+
+
 BUILTINS_IN_GUARDS = ("type", "len", "tuple", "map", "all")
 
 

@@ -324,3 +324,25 @@ def test_the_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert warm["stats"]["aot loads"] == 1 and warm["stats"]["aot compiles"] == 0
     assert not warm["inductor_imported"]
     assert all(r["max_error"] <= 1e-5 for r in results.values())
+
+
+class _SumLast(torch.nn.Module):
+    def forward(self, x: Any) -> Any:
+        return x.sum(-1) * 2.0
+
+
+def test_a_dense_input_in_another_memory_order_is_not_read_as_the_compiled_one(
+    store: DiskStore,
+) -> None:
+    # Batch and sequence dynamic: a head-major input of the same shape as the batch-major
+    # ones compiled for passes every stride guard but the order; the package would compute
+    # its strides from the compiled order (this returned wrong values before it was guarded).
+    model = _SumLast().eval()
+    compiled = cct.compile(model, store=store, mode="aot")
+    with torch.no_grad():
+        for b, n in ((2, 5), (3, 6), (4, 7)):
+            x = torch.randn(b, 2, n, 4)
+            assert close(compiled(x), model(x))
+        head_major = torch.randn(2, 5, 7, 4).transpose(0, 1)
+        assert close(compiled(head_major), model(head_major))
+        assert cct.stats(compiled)["compiles"] == 3  # static, dynamic, dynamic head-major

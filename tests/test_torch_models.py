@@ -352,5 +352,8 @@ def test_a_dynamic_export_takes_constants_that_go_to_kwargs(store: DiskStore) ->
             inputs = {**_zoo.inputs("gpt2", batch=batch), "return_dict": True}
             assert max_difference(fast(**inputs).logits, model(**inputs).logits) <= 1e-5
     stats = cct.stats(fast)
-    assert stats["entries by mode"] == ["aot", "aot"] and stats["fallbacks"] == {}, stats
+    # GPT-2 generates: its batch and sequence dimensions are dynamic from the first compile,
+    # so one dynamic package serves the three batch sizes.
+    assert stats["entries by mode"] == ["aot"] and stats["fallbacks"] == {}, stats
+    assert stats["hits"] == 2, stats
     assert model.__dict__["forward"] is own_forward

@@ -217,7 +217,9 @@ def dump_guard(guard: Guard) -> dict[str, Any]:
         return {**base, "expected": list(expected)}
     if kind is K.STRIDES:
         return {**base, "expected": [expected[0], list(expected[1])]}
-    if kind in (K.DENSE, K.ABSENT):
+    if kind is K.DENSE:
+        return {**base, "expected": [expected[0], list(expected[1])]}
+    if kind is K.ABSENT:
         return {**base, "expected": expected}
     if kind in (K.KEYS, K.FLAT):
         return {
@@ -272,7 +274,9 @@ def load_guard(data: Any, namespace: dict[str, Any], cells: tuple[Any, ...] | No
         return make(tuple(None if s is None else int(s) for s in expected))
     if kind is K.STRIDES:
         return make((str(expected[0]), tuple(None if s is None else int(s) for s in expected[1])))
-    if kind in (K.DENSE, K.ABSENT):
+    if kind is K.DENSE:
+        return make((str(expected[0]), tuple(int(d) for d in expected[1])))
+    if kind is K.ABSENT:
         return make(str(expected))
     if kind in (K.KEYS, K.FLAT):
         values = load_value(expected[0])

@@ -25,7 +25,10 @@ class Backend(Protocol):
     ``spec``; returns a callable with ``fn``'s calling convention.
 
     Optional attributes: ``name`` (for messages and keys), ``inner`` (the backend this one
-    wraps), ``dumps(compiled) -> bytes`` and ``loads(bytes) -> compiled`` (persistence).
+    wraps), ``dumps(compiled) -> bytes`` and ``loads(bytes) -> compiled`` (persistence),
+    ``static_sizes`` (sizes it always compiles static: a dynamic dimension of such a size in
+    the compiling call is compiled, and guarded, as that size; the torch backend's are 0 and
+    1, which torch.export specializes, as Dynamo does).
     """
 
     def __call__(

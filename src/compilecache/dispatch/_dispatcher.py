@@ -14,7 +14,7 @@ from .._ratelimit import RateLimitedLog
 from ._backends import Backend, backend_name, innermost
 from ._compiler_interface import compiler_interface, installed_compiler_interface
 from ._entries import CacheEntry
-from ._guard_build import GuardBuilder, global_names
+from ._guard_build import DimsHint, DimsPolicy, GuardBuilder, global_names
 from ._guard_codegen import compile_binder, compile_guards
 from ._guard_eval import Inputs, first_failure
 from ._guards import Guard, Path
@@ -78,6 +78,7 @@ class Dispatcher:
         on_recompile_limit: str,
         reorder: bool,
         hooks: DispatchHooks,
+        dynamic_dims: DimsHint | None = None,
     ) -> None:
         self.fn = fn
         self.state = state
@@ -85,6 +86,9 @@ class Dispatcher:
         self.identity = innermost(backend)
         self.backend_name = backend_name(self.identity)
         self.dynamic = dynamic
+        # Sizes the backend always compiles static (torch.export specializes 0 and 1).
+        static_sizes = frozenset(getattr(self.identity, "static_sizes", ()))
+        self._dims = DimsPolicy(static_sizes, dynamic_dims)
         self.recompile_limit = recompile_limit
         self.on_recompile_limit = on_recompile_limit
         self.reorder = reorder
@@ -269,7 +273,7 @@ class Dispatcher:
         """The compile request a miss of this call would make, built without changing any
         state (shape observations are copied): for explanations."""
         inputs = self.inputs(args, kwargs)
-        builder = GuardBuilder(copy.deepcopy(self.state.shapes), self.dynamic)
+        builder = GuardBuilder(copy.deepcopy(self.state.shapes), self.dynamic, self._dims)
         return self._request(builder, args, kwargs, inputs)
 
     def _request(
@@ -306,7 +310,7 @@ class Dispatcher:
         self, args: tuple[Any, ...], kwargs: dict[str, Any], inputs: Inputs
     ) -> CacheEntry:
         seen = self.state.shapes.snapshot()
-        builder = GuardBuilder(self.state.shapes, self.dynamic)
+        builder = GuardBuilder(self.state.shapes, self.dynamic, self._dims)
         request = self._request(builder, args, kwargs, inputs)
         try:
             try:

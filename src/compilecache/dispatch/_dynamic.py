@@ -41,8 +41,11 @@ class ShapeObservations:
         mode: bool | None,
         marked_dynamic: set[int],
         marked_static: set[int],
+        static_sizes: frozenset[int] = frozenset(),
     ) -> tuple[frozenset[int], frozenset[int]]:
-        """Record ``meta`` at ``path``; return its (dynamic dims, dynamic stride positions)."""
+        """Record ``meta`` at ``path``; return its (dynamic dims, dynamic stride positions).
+        A dimension whose size is in ``static_sizes`` is compiled static this time (it stays
+        dynamic for the compiles after)."""
         ndim = len(meta.shape)
         seen = self._arrays.get(path)
         if seen is None or len(seen.shape) != ndim:
@@ -56,6 +59,7 @@ class ShapeObservations:
             seen.shape, seen.strides = meta.shape, meta.strides
         dims = set(range(ndim)) if mode is True else set(seen.dynamic_dims)
         dims = (dims | marked_dynamic) - marked_static
+        dims = {d for d in dims if meta.shape[d] not in static_sizes}
         strides = set(seen.dynamic_strides) if mode is None else set()
         if dims and meta.strides is not None:
             # A stride is a product of the sizes of the dimensions laid out inside it in memory

@@ -6,11 +6,13 @@ import dataclasses
 import dis
 import enum
 import functools
+import itertools
 import math
 import operator
 import types
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ._arrays import TORCH, array_family, array_meta, marked_dims
@@ -91,14 +93,36 @@ def _same(value: Any) -> Any:
     return value
 
 
+#: ``(path, array) -> dims``: dimensions to compile dynamic, by where the array is in the call.
+DimsHint = Callable[[Path, Any], Iterable[int]]
+
+
+@dataclass(frozen=True)
+class DimsPolicy:
+    """What decides dynamic dimensions besides automatic dynamic and marks.
+
+    ``static_sizes``: sizes the backend always compiles static (a dimension of such a size in
+    the compiling call is compiled and guarded as that size, even where it is dynamic:
+    torch.export specializes 0 and 1); ``hint``: the caller's dynamic dimensions by path
+    (:func:`~compilecache.jit`'s ``dynamic_dims``).
+    """
+
+    static_sizes: frozenset[int] = frozenset()
+    hint: DimsHint | None = None
+
+
 class GuardBuilder:
     """Walks one call's inputs and emits guards and leaf specs.
 
     ``mode`` is the ``dynamic`` option of ``jit`` (True, False or None for automatic);
-    ``shapes`` is the function's :class:`ShapeObservations`.
+    ``shapes`` is the function's :class:`ShapeObservations`; ``dims`` the backend's and the
+    caller's say in which dimensions are dynamic.
     """
 
-    def __init__(self, shapes: ShapeObservations, mode: bool | None) -> None:
+    def __init__(
+        self, shapes: ShapeObservations, mode: bool | None, dims: DimsPolicy | None = None
+    ) -> None:
+        self._dims = dims or DimsPolicy()
         self.guards: list[Guard] = []
         self.leaves: list[LeafSpec] = []
         self._shapes = shapes
@@ -295,8 +319,17 @@ class GuardBuilder:
             self._torch_paths.append(path)
         meta = array_meta(value, family)
         dynamic, static = marked_dims(value)
+        hint = self._dims.hint
+        if hint is not None and not self._static:
+            ndim = len(value.shape)
+            dynamic |= {d % ndim for d in hint(path, value) if -ndim <= d < ndim}
         dims, strides = self._shapes.array_dims(
-            path, meta, mode=self._mode, marked_dynamic=dynamic, marked_static=static
+            path,
+            meta,
+            mode=self._mode,
+            marked_dynamic=dynamic,
+            marked_static=static,
+            static_sizes=self._dims.static_sizes,
         )
         depth = len(path)
         add = self.guards.append
@@ -324,22 +357,28 @@ class GuardBuilder:
             expected = _free(meta.strides, strides) if strides else meta.strides
             add(Guard(path, K.STRIDES, (family, expected), depth, 5))
             if order is not None:
-                add(Guard(path, K.DENSE, family, depth, 6))
+                add(Guard(path, K.DENSE, (family, order), depth, 6))
         self.leaves.append(LeafSpec(path, "array", type(value), None, meta, dims, strides))
 
 
 def dense_order(value: Any, family: str, meta: Any) -> tuple[int, ...] | None:
-    """The dimensions from innermost to outermost in memory if ``value`` is laid out densely
-    in that order (no gaps, no overlap, no negative strides), else None."""
+    """If ``value`` is laid out densely (no gaps, no overlap, no negative strides): its
+    dimensions of size other than 1, innermost first in memory (a dimension of size 1 has
+    no place in the order: any stride fits it). Else None."""
     if family == "torch":
         unit = 1  # torch strides count elements
     elif family == "numpy":
         unit = int(value.itemsize)  # numpy strides count bytes
     else:
         return None  # a duck-typed array's stride unit is unknown
-    ndim = len(meta.shape)
-    order = tuple(sorted(range(ndim), key=lambda d: (abs(meta.strides[d]), -d)))
+    order = _memory_order(meta.shape, meta.strides)
     return order if is_dense(meta.shape, meta.strides, order, unit) else None
+
+
+def _memory_order(shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[int, ...]:
+    """The dimensions of size other than 1, innermost (smallest stride) first."""
+    dims = [d for d in range(len(shape)) if shape[d] != 1]
+    return tuple(sorted(dims, key=lambda d: (abs(strides[d]), -d)))
 
 
 def is_dense(
@@ -356,20 +395,36 @@ def is_dense(
     return True
 
 
-def layout_is_dense(value: Any, family: str) -> bool:
-    """Whether ``value`` is laid out densely in some dimension order: no gaps, no overlap,
-    no negative strides (torch's "non-overlapping and dense")."""
+def layout_is_dense(value: Any, layout: tuple[str, tuple[int, ...]]) -> bool:
+    """Whether ``value`` is laid out densely (no gaps, no overlap, no negative strides) with
+    its dimensions in the memory order ``layout`` names (family; the dimensions of size
+    other than 1 when compiled, innermost first). Compiled code computes each free stride from
+    the sizes in that order, so a transposed input of the same shape would be read wrongly.
+    Dimensions of size 1, then or now, fit any order."""
+    family, order = layout
     if family == "torch":
-        if value.is_contiguous():  # the common case, answered in C
+        if value.is_contiguous() and _descending(order):  # row-major, answered in C
             return True
         shape, strides, unit = tuple(value.shape), tuple(value.stride()), 1
     else:
         flags = value.flags
-        if flags.c_contiguous or flags.f_contiguous:
+        if (flags.c_contiguous and _descending(order)) or (
+            flags.f_contiguous and _descending(order[::-1])
+        ):
             return True
         shape, strides, unit = tuple(value.shape), tuple(value.strides), int(value.itemsize)
-    order = tuple(sorted(range(len(shape)), key=lambda d: (abs(strides[d]), -d)))
-    return is_dense(shape, strides, order, unit)
+    now = _memory_order(shape, strides)
+    if not is_dense(shape, strides, now, unit):
+        return False
+    place = {dim: index for index, dim in enumerate(now)}
+    kept = [place[dim] for dim in order if dim in place]
+    return kept == sorted(kept)
+
+
+@functools.lru_cache(maxsize=256)
+def _descending(order: tuple[int, ...]) -> bool:
+    """Whether ``order`` (innermost first) is row-major: outer dimensions have lower numbers."""
+    return all(a > b for a, b in itertools.pairwise(order))
 
 
 def _free(sizes: tuple[int, ...], positions: frozenset[int]) -> tuple[int | None, ...]:

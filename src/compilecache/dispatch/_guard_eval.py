@@ -173,8 +173,8 @@ def failure_message(guard: Guard, actual: Any) -> str:
         return f"{where}: expected {expected}, got {actual} (compiled under another setting)"
     if kind is K.DENSE:
         return (
-            f"{where}: expected a dense layout (as when compiled), got a view with gaps, "
-            "overlapping elements or negative strides"
+            f"{where}: expected a dense layout in dimension order {expected[1]} (innermost "
+            f"first, as when compiled), got strides {strides_of(actual, expected[0])}"
         )
     if kind is K.LENGTH:
         return f"len({where}): expected {expected}, got {len(actual)}"

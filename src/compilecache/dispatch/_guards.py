@@ -48,7 +48,8 @@ class GuardKind(enum.Enum):
     DISTINCT = "distinct"  # the values at the paths in ``expected`` are distinct objects
     TENSOR_FLAGS = "tensor_flags"  # (is_conj, is_neg, is_inference) of a torch tensor
     TORCH_STATE = "torch_state"  # torch's global state named by the path is expected
-    DENSE = "dense"  # laid out densely in some order (required where strides are free)
+    DENSE = "dense"  # laid out densely in the dimension order expected[1] (innermost first),
+    # for the array family expected[0]: required where strides are free
     DTYPE = "dtype"  # v.dtype == expected
     DEVICE = "device"  # v.device == expected
     REQUIRES_GRAD = "requires_grad"  # v.requires_grad is expected
@@ -90,7 +91,7 @@ class Guard(NamedTuple):
         if self.kind is GuardKind.ALIAS:
             return f"{where} is {path_text(self.expected)}"
         if self.kind is GuardKind.DENSE:
-            return f"{where} is laid out densely (no gaps, no overlap)"
+            return f"{where} is laid out densely in dimension order {self.expected[1]}"
         if self.kind is GuardKind.DISTINCT:
             return f"{', '.join(path_text(p) for p in self.expected)} are distinct objects"
         if self.kind is GuardKind.LENGTH:

@@ -11,6 +11,7 @@ from .._errors import CacheUsageError
 from ._backends import Backend, lookup_backend
 from ._dispatcher import Dispatcher, check_options
 from ._entries import CacheEntry
+from ._guard_build import DimsHint
 from ._hooks import DispatchHooks, NoHooks
 from ._state import CodeState, state_for
 from ._strategy import ACTIVE, Action, Strategy
@@ -46,7 +47,9 @@ def jit(fn: Callable[P, R] | None = None, **options: Any) -> Any:
     ``recompile_limit`` (8), ``on_recompile_limit`` (``"eager"``: stop compiling and run plain
     Python where no entry matches, with one warning; ``"raise"``: raise
     :class:`RecompileLimitExceeded`), ``reorder`` (move a hit entry to the front; default True),
-    ``hooks`` (persistence, see :mod:`compilecache.dispatch`).
+    ``hooks`` (persistence, see :mod:`compilecache.dispatch`), ``dynamic_dims`` (a function
+    ``(path, array) -> dims`` naming, by where an array is in the call, dimensions compiled
+    dynamic from the first compile, as :func:`mark_dynamic` would; consulted only on a miss).
 
     The wrapper keeps ``fn``'s name, docstring and signature. Usable as ``@jit``,
     ``@jit(backend=...)`` or ``jit(fn, ...)``.
@@ -71,6 +74,7 @@ def _wrap(
     on_recompile_limit: str = "eager",
     reorder: bool = True,
     hooks: DispatchHooks | None = None,
+    dynamic_dims: DimsHint | None = None,
 ) -> Callable[..., Any]:
     if getattr(fn, "__compilecache_dispatcher__", None) is not None:
         fn = fn.__wrapped__  # type: ignore[attr-defined]  # re-jit: wrap the plain function
@@ -94,6 +98,7 @@ def _wrap(
         on_recompile_limit=on_recompile_limit,
         reorder=reorder,
         hooks=hooks if hooks is not None else _default_hooks,
+        dynamic_dims=dynamic_dims,
     )
     wrapper = _hot_path(state, dispatcher, fn.__closure__)
     functools.update_wrapper(wrapper, fn)
@@ -102,7 +107,15 @@ def _wrap(
 
 
 def _options(scope: dict[str, Any]) -> dict[str, Any]:
-    names = ("backend", "dynamic", "recompile_limit", "on_recompile_limit", "reorder", "hooks")
+    names = (
+        "backend",
+        "dynamic",
+        "recompile_limit",
+        "on_recompile_limit",
+        "reorder",
+        "hooks",
+        "dynamic_dims",
+    )
     return {name: scope[name] for name in names}
 
 

@@ -23,7 +23,8 @@ from ._deps import DependencyWalker, package_version
 logger = logging.getLogger("compilecache.keys")
 
 #: Bump when the key recipe or the entry format changes: old entries then simply miss.
-FORMAT_VERSION = 2  # 2: objects keyed as data, model attributes by their paths
+FORMAT_VERSION = 3  # 2: objects keyed as data, model attributes by their paths; 3: dense
+# layouts guarded in their dimension order
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from ._model_libraries import register_key_readers as _register_key_readers
 from ._module import CompiledModule as CompiledModule
 from ._module import compile as compile
 from ._module import explain as explain
+from ._module import restore as restore
 from ._module import stats as stats
 
 _register_fingerprint(_torch.nn.Module, _module_fingerprint)
@@ -38,5 +39,6 @@ __all__ = [
     "compile",
     "explain",
     "reset_default_hooks",
+    "restore",
     "stats",
 ]

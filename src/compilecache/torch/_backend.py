@@ -48,6 +48,9 @@ class TorchBackend:
     """Compiles one module (or function, wrapped as a module) for the dispatch layer."""
 
     packages = ("torch",)
+    #: torch.export specializes sizes 0 and 1 (a dynamic dimension exported from an example of
+    #: size 1 fails): such a dimension is compiled static, and a later size compiles again.
+    static_sizes = (0, 1)
 
     def __init__(
         self,

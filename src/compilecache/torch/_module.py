@@ -24,8 +24,10 @@ from ..dispatch._jit import _dispatcher_of
 from ._aot_runner import StaleWeights, _registrations
 from ._backend import MODES, TorchBackend
 from ._fingerprint import ModelKey
+from ._generation import GenerationDims, generates
 from ._hooks import hooks_for
 from ._model_libraries import activate
+from ._routing import Routing, compiled_path, routing_of
 
 
 def _adapter_for(target: Any, owner: type, name: str) -> types.FunctionType:
@@ -89,6 +91,8 @@ def _build(
         dynamic=dynamic,
         recompile_limit=recompile_limit,
         hooks=hooks_for(store),
+        # A model that generates: its batch, sequence and cache dimensions dynamic at once.
+        dynamic_dims=GenerationDims(module) if dynamic is None and generates(module) else None,
     )
     return backend, jitted
 
@@ -107,6 +111,7 @@ class CompiledModule(torch.nn.Module):
         object.__setattr__(self, "_cc_call", call)
         object.__setattr__(self, "_cc_modules", None)
         object.__setattr__(self, "_cc_seen", -1)
+        object.__setattr__(self, "_cc_routing", Routing(module, self))
 
     @property
     def module(self) -> torch.nn.Module:
@@ -115,13 +120,14 @@ class CompiledModule(torch.nn.Module):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         flags = self._cc_training_flags()
-        try:
-            return self._cc_call(flags, *args, **kwargs)
-        except StaleWeights:
-            # A parameter changed dtype, device, shape or requires_grad, or went: its entries
-            # no longer apply; the call misses and finds the entry of the new key.
-            self.reset()
-            return self._cc_call(self._cc_training_flags(), *args, **kwargs)
+        with compiled_path():
+            try:
+                return self._cc_call(flags, *args, **kwargs)
+            except StaleWeights:
+                # A parameter changed dtype, device, shape or requires_grad, or went: its
+                # entries no longer apply; the call misses and finds the entry of the new key.
+                self.reset()
+                return self._cc_call(self._cc_training_flags(), *args, **kwargs)
 
     forward = __call__
 
@@ -151,7 +157,13 @@ class CompiledModule(torch.nn.Module):
         self._cc_backend.forget_failures()
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(object.__getattribute__(self, "_cc_module"), name)
+        module = object.__getattribute__(self, "_cc_module")
+        value = getattr(module, name)
+        if getattr(value, "__self__", None) is module and not hasattr(torch.nn.Module, name):
+            # The model's own method (generate, a helper that calls self(...)): its calls of
+            # the model go through the compiled path while it runs.
+            return object.__getattribute__(self, "_cc_routing").routed(value)
+        return value
 
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self._cc_module, name, value)
@@ -238,6 +250,7 @@ def compile(
     strict: bool = False,
     recompile_limit: int = 8,
     key_ignore: tuple[str, ...] | str = (),
+    inplace: bool = False,
 ) -> Any:
     """Compile a ``torch.nn.Module`` (or a function of tensors) per specialization of its
     inputs, persisting what it compiles in the configured store.
@@ -251,9 +264,12 @@ def compile(
     ``strict``: strict ``torch.export``. ``key_ignore``: attribute paths from the module
     (``"config.some_field"``, ``"tokenizer"``) left out of its key: your assertion that they
     cannot change the compiled code (a path that names nothing raises
-    :class:`~compilecache.CacheUsageError`).
+    :class:`~compilecache.CacheUsageError`). ``inplace``: route the module's own calls
+    (``model(...)``, from a pipeline or any code holding it) through the compiled path until
+    :func:`restore`, and return the module itself (see docs/generation.md).
 
-    Returns a :class:`CompiledModule` for a module, a function for a function.
+    Returns a :class:`CompiledModule` for a module (its own methods, ``generate`` say, route
+    the module's calls through it while they run), a function for a function.
 
     >>> fast = compilecache.torch.compile(model.eval())   # doctest: +SKIP
     >>> with torch.no_grad():                              # doctest: +SKIP
@@ -275,9 +291,23 @@ def compile(
         model_or_fn = model_or_fn.module
     if isinstance(model_or_fn, torch.nn.Module):
         module = model_or_fn
+        if inplace and module.__dict__.get("_compiled_call_impl") is not None:
+            raise CacheUsageError(
+                f"{type(module).__name__} is already compiled in place (by nn.Module.compile() "
+                "or compilecache.torch.compile(..., inplace=True)): undo that first "
+                "(compilecache.torch.restore(model))"
+            )
         handle = ModelKey(module, tuple(key_ignore))
         backend, call = _build(handle, module, type(module), "forward", **settings)
-        return CompiledModule(module, backend, call)
+        wrapper = CompiledModule(module, backend, call)
+        if inplace:
+            routing = wrapper._cc_routing
+            routing.hold()
+            routing.permanent = True
+            return module
+        return wrapper
+    if inplace:
+        raise CacheUsageError("inplace applies to modules; a function is not called in place")
     if key_ignore:
         raise CacheUsageError("key_ignore applies to modules; a function has no attributes")
     if not callable(model_or_fn) or not hasattr(model_or_fn, "__code__"):
@@ -299,7 +329,23 @@ def compile(
     return compiled
 
 
+def restore(model: torch.nn.Module) -> None:
+    """Undo ``compile(model, inplace=True)``: ``model(...)`` runs the plain module again.
+    Raises :class:`~compilecache.CacheUsageError` when ``model`` is not compiled in place."""
+    routing = routing_of(model)
+    if routing is None or not routing.permanent:
+        raise CacheUsageError(
+            f"{type(model).__name__} is not compiled in place "
+            "(compilecache.torch.compile(model, inplace=True))"
+        )
+    routing.permanent = False
+    routing.release()
+
+
 def _parts(compiled: Any) -> tuple[TorchBackend, Callable[..., Any]]:
+    routing = routing_of(compiled)
+    if routing is not None and isinstance(routing.compiled, CompiledModule):
+        compiled = routing.compiled
     if isinstance(compiled, CompiledModule):
         return compiled._cc_backend, compiled._cc_call
     found = getattr(compiled, "__compilecache_torch__", None)
@@ -325,6 +371,9 @@ def explain(compiled: Any, *args: Any, **kwargs: Any) -> Any:
     from ..artifacts import explain as explain_call
 
     backend, call = _parts(compiled)
+    routing = routing_of(compiled)
+    if routing is not None:
+        compiled = routing.compiled
     training = compiled._cc_training_flags() if isinstance(compiled, CompiledModule) else False
     report = explain_call(call, training, *args, **kwargs)
     report.fallbacks = dict(backend.stats["fallbacks"])  # type: ignore[attr-defined]

@@ -1,0 +1,179 @@
+"""LLM generation through AOT packages: ``fast.generate(...)`` runs prefill and every decode
+step through compiled packages, with greedy (and seeded sampling, and beam search) tokens equal
+to eager's, a few packages for a whole generation, and a fresh process that loads them and
+compiles nothing. Real transformers models (tiny GPT-2 and Llama, random init), real
+AOTInductor compiles: marked slow. One cold and one warm process per model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from torchhelpers import require_torch, worker_env
+
+torch = require_torch()
+
+import compilecache.torch as cct  # noqa: E402
+import generateworker  # noqa: E402
+from compilecache import CacheUsageError  # noqa: E402
+from compilecache.stores import DiskStore  # noqa: E402
+from compilecache.torch import _zoo  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+WORKER = Path(__file__).with_name("generateworker.py")
+MODELS = ("gpt2", "llama-cache")  # the zoo's names: Llama built as for its cache calls
+
+
+def run_worker(name: str, env: dict[str, str], *options: str) -> dict[str, Any]:
+    process = subprocess.run(
+        [sys.executable, str(WORKER), name, *options],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    assert process.returncode == 0, process.stderr[-4000:]
+    return json.loads(process.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("generation")
+
+
+@pytest.fixture(scope="module")
+def runs(cache_dir: Path) -> dict[str, dict[str, Any]]:
+    """Per model: a cold process (compiles), then a warm one (compiling is forbidden)."""
+    found = {}
+    for name in MODELS:
+        cold = run_worker(name, worker_env(cache_dir / "store", cache_dir / "inductor"))
+        warm = run_worker(
+            name,
+            worker_env(cache_dir / "store", cache_dir / "inductor-empty"),
+            "--forbid-compile",
+        )
+        found[name] = {"cold": cold, "warm": warm}
+    return found
+
+
+@pytest.fixture
+def store(cache_dir: Path, runs: Any) -> DiskStore:
+    return DiskStore(cache_dir / "store")  # what the workers compiled: loaded, not compiled
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_greedy_tokens_equal_eager_for_two_prompt_lengths_and_two_batch_sizes(
+    name: str, runs: dict[str, Any]
+) -> None:
+    for label in ("cold", "warm"):
+        run = runs[name][label]
+        for case, got, want in zip(
+            generateworker.CASES, run["tokens"], run["eager tokens"], strict=True
+        ):
+            assert got == want, f"{name} {label} {case}"
+            length, batch = case
+            assert len(got) == batch and len(got[0]) == length + generateworker.NEW_TOKENS
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_whole_generation_uses_few_packages_and_runs_every_step_through_them(
+    name: str, runs: dict[str, Any]
+) -> None:
+    cold = runs[name]["cold"]
+    # Prefill (batch and prompt length dynamic), decode (batch and cache length dynamic),
+    # and the one-token decode of batch size 1 (size 1 is compiled static).
+    assert len(cold["entries by mode"]) <= 3, cold
+    assert set(cold["entries by mode"]) == {"aot"}, cold
+    assert cold["fallbacks"] == {}, cold
+    assert cold["aot compiles"] == len(cold["entries by mode"])
+    steps = len(generateworker.CASES) * generateworker.NEW_TOKENS
+    assert cold["hits"] >= steps - len(cold["entries by mode"]), cold
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_fresh_process_generates_from_the_store_and_compiles_nothing(
+    name: str, runs: dict[str, Any]
+) -> None:
+    warm, cold = runs[name]["warm"], runs[name]["cold"]
+    assert warm["calls"] == {"export": 0, "aoti": 0, "torch.compile": 0}, warm
+    assert warm["aot compiles"] == 0
+    assert warm["aot loads"] == len(cold["entries by mode"]), warm
+    assert warm["tokens"] == cold["tokens"]
+
+
+def _sampled(model: Any, seed: int) -> list[list[int]]:
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        out = model.generate(
+            **generateworker.prompt(8, 2),
+            max_new_tokens=12,
+            min_new_tokens=12,
+            do_sample=True,
+            top_k=20,
+            temperature=0.9,
+        )
+    return out.tolist()  # type: ignore[no-any-return]
+
+
+def test_seeded_sampling_draws_the_same_tokens_as_eager(store: DiskStore) -> None:
+    model = _zoo.build("gpt2")
+    fast = cct.compile(model, store=store)
+    assert _sampled(fast, 3) == _sampled(model, 3)
+    assert _sampled(fast, 4) == _sampled(model, 4)
+    assert _sampled(fast, 3) != _sampled(fast, 4)  # the seed matters: sampling really ran
+    stats = cct.stats(fast)
+    assert stats["aot compiles"] == 0 and stats["aot loads"] >= 2, stats
+
+
+def test_beam_search_reorders_the_cache_outside_the_packages_and_equals_eager(
+    store: DiskStore,
+) -> None:
+    model = _zoo.build("gpt2")
+    fast = cct.compile(model, store=store)
+    options = {"num_beams": 3, "early_stopping": True}
+    # Batch 2 with 3 beams: the packages see batch 6, served by the dynamic ones.
+    assert generateworker.greedy(fast, 8, 2, **options) == generateworker.greedy(
+        model, 8, 2, **options
+    )
+    stats = cct.stats(fast)
+    assert stats["fallbacks"] == {} and stats["hits"] > 0, stats
+
+
+def test_routing_is_undone_after_a_generate_and_when_it_raises(store: DiskStore) -> None:
+    model = _zoo.build("gpt2")
+    fast = cct.compile(model, store=store)
+    generateworker.greedy(fast, 5, 1)
+    assert "_compiled_call_impl" not in model.__dict__
+    hits = cct.stats(fast)["hits"]
+    with torch.no_grad():
+        model(**generateworker.prompt(5, 1))  # the original module: eager, not routed
+    assert cct.stats(fast)["hits"] == hits
+    with pytest.raises(RuntimeError, match="negative dimension"):  # raised inside generate
+        fast.generate(**generateworker.prompt(5, 1), max_new_tokens=2, num_beams=-1)
+    assert "_compiled_call_impl" not in model.__dict__
+    assert fast.generate.__name__ == "generate"
+    assert fast.train is not model.train  # nn.Module's own methods are not routed
+
+
+def test_inplace_compile_routes_the_model_itself_until_restored(store: DiskStore) -> None:
+    model = _zoo.build("gpt2")
+    want = generateworker.greedy(model, 8, 2)
+    same = cct.compile(model, store=store, inplace=True)
+    assert same is model
+    assert generateworker.greedy(model, 8, 2) == want
+    stats = cct.stats(model)
+    assert stats["hits"] > 0 and stats["aot loads"] >= 1, stats
+    with pytest.raises(CacheUsageError, match="already compiled in place"):
+        cct.compile(model, store=store, inplace=True)
+    cct.restore(model)
+    assert "_compiled_call_impl" not in model.__dict__
+    assert generateworker.greedy(model, 8, 2) == want
+    with pytest.raises(CacheUsageError, match="not compiled in place"):
+        cct.restore(model)
