@@ -27,7 +27,7 @@ from ._fingerprint import ModelKey
 from ._generation import GenerationDims, generates
 from ._hooks import hooks_for
 from ._model_libraries import activate
-from ._routing import Routing, compiled_path, routing_of
+from ._routing import Routing, path_depth, routing_of
 
 
 def _adapter_for(target: Any, owner: type, name: str) -> types.FunctionType:
@@ -120,14 +120,16 @@ class CompiledModule(torch.nn.Module):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         flags = self._cc_training_flags()
-        with compiled_path():
-            try:
-                return self._cc_call(flags, *args, **kwargs)
-            except StaleWeights:
-                # A parameter changed dtype, device, shape or requires_grad, or went: its
-                # entries no longer apply; the call misses and finds the entry of the new key.
-                self.reset()
-                return self._cc_call(self._cc_training_flags(), *args, **kwargs)
+        path_depth.depth += 1  # the model's own calls inside run the model (see _routing)
+        try:
+            return self._cc_call(flags, *args, **kwargs)
+        except StaleWeights:
+            # A parameter changed dtype, device, shape or requires_grad, or went: its entries
+            # no longer apply; the call misses and finds the entry of the new key.
+            self.reset()
+            return self._cc_call(self._cc_training_flags(), *args, **kwargs)
+        finally:
+            path_depth.depth -= 1
 
     forward = __call__
 
@@ -291,12 +293,6 @@ def compile(
         model_or_fn = model_or_fn.module
     if isinstance(model_or_fn, torch.nn.Module):
         module = model_or_fn
-        if inplace and module.__dict__.get("_compiled_call_impl") is not None:
-            raise CacheUsageError(
-                f"{type(module).__name__} is already compiled in place (by nn.Module.compile() "
-                "or compilecache.torch.compile(..., inplace=True)): undo that first "
-                "(compilecache.torch.restore(model))"
-            )
         handle = ModelKey(module, tuple(key_ignore))
         backend, call = _build(handle, module, type(module), "forward", **settings)
         wrapper = CompiledModule(module, backend, call)

@@ -16,33 +16,29 @@ thread-local depth says that the compiled path is running on this thread.
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from .._errors import CacheUsageError
 
-_local = threading.local()
+
+class _PathDepth(threading.local):
+    """Per thread: how many compiled-path calls are running (entered in CompiledModule's
+    ``__call__``, inline: it is every call's path)."""
+
+    depth = 0
+
+
+path_depth = _PathDepth()
 
 
 def inside_compiled_path() -> bool:
     """Whether this thread is running the compiled path (dispatch, compile, package or
     fallback) of some compiled module."""
-    return getattr(_local, "depth", 0) > 0
-
-
-@contextlib.contextmanager
-def compiled_path() -> Iterator[None]:
-    """Mark this thread as running the compiled path: the module's own calls inside it run
-    the module itself, not the route."""
-    _local.depth = getattr(_local, "depth", 0) + 1
-    try:
-        yield
-    finally:
-        _local.depth -= 1
+    return path_depth.depth > 0
 
 
 class Routing:
