@@ -106,7 +106,8 @@ def main() -> None:
             from redisserver import RedisServer
 
             with RedisServer() as server:
-                remote = {"COMPILECACHE_REMOTE": server.url}
+                # Signed, as a shared tier must be (an unsigned one is not read).
+                remote = {"COMPILECACHE_REMOTE": server.url, "COMPILECACHE_SECRET": "b" * 32}
                 case("compilecache", env("i-r0", "s-r0", **remote))  # fills Redis
                 results["compilecache warm from remote"] = [
                     case("compilecache", env(f"i-r{n}", f"s-empty-{n}", **remote))

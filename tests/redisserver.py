@@ -47,7 +47,8 @@ def ping(port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
             sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            # A server with requirepass answers, but refuses: it is up.
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
 
@@ -59,10 +60,17 @@ class RedisServer:
     returns once it answers ``PING``; ``stop()`` terminates it, ``kill()`` sends SIGKILL,
     ``pause()``/``resume()`` send SIGSTOP/SIGCONT (a server that accepts connections but never
     answers), ``close()`` stops it and removes its directory. As a context manager it starts and
-    closes. Raises :class:`RedisServerMissing` if the binary is not installed.
+    closes. Raises :class:`RedisServerMissing` if the binary is not installed. ``options`` are
+    more ``redis-server`` settings (``{"requirepass": "..."}``, the ``tls-*`` ones).
     """
 
-    def __init__(self, port: int | None = None, *, startup_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        startup_timeout: float = 10.0,
+        options: dict[str, str] | None = None,
+    ) -> None:
         binary = shutil.which(BINARY)
         if binary is None:
             raise RedisServerMissing(
@@ -72,6 +80,7 @@ class RedisServer:
         self.binary = binary
         self.port = port if port is not None else free_port()
         self.startup_timeout = startup_timeout
+        self.options = dict(options or {})
         self.dir = Path(tempfile.mkdtemp(prefix="compilecache-redis-"))
         self.process: subprocess.Popen[bytes] | None = None
         self._started_once = port is not None
@@ -111,6 +120,7 @@ class RedisServer:
             "dir": str(self.dir),
             "daemonize": "no",
             "logfile": str(log),
+            **self.options,
         }
         arguments = [self.binary]
         for name, value in options.items():
@@ -187,10 +197,12 @@ def _reap(processes: list[subprocess.Popen[bytes] | None], directory: Path) -> N
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def redis_server_or_skip(port: int | None = None) -> RedisServer:
+def redis_server_or_skip(
+    port: int | None = None, options: dict[str, str] | None = None
+) -> RedisServer:
     """A started :class:`RedisServer`; without the binary, fail under CI and skip elsewhere."""
     try:
-        server = RedisServer(port)
+        server = RedisServer(port, options=options)
     except RedisServerMissing as error:
         if in_ci():
             pytest.fail(f"{error} (CI is set, so this is a failure, not a skip)")

@@ -100,6 +100,7 @@ def test_three_machines_starting_cold_compile_once(tmp_path: Path, redis_url: st
                 **os.environ,
                 "COMPILECACHE_DIR": str(tmp_path / f"machine-{i}"),
                 "COMPILECACHE_REMOTE": redis_url,
+                "COMPILECACHE_REMOTE_UNSIGNED": "1",
             },
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -42,7 +42,9 @@ def cache(tmp_path: Path) -> Path:
 
 def run(cache: Path | None, *args: str, input: str | None = None, **env: str) -> Any:
     environment = {"COMPILECACHE_DIR": str(cache)} if cache is not None else {}
-    environment.update({"COMPILECACHE_REMOTE": None, "COMPILECACHE_SECRET": None, **env})  # type: ignore[dict-item]
+    unset = ("REMOTE", "REMOTE_UNSIGNED", "SECRET", "SECRET_PREVIOUS")
+    environment.update({f"COMPILECACHE_{name}": None for name in unset})  # type: ignore[misc]
+    environment.update(env)
     return CliRunner().invoke(main, list(args), env=environment, input=input)
 
 
@@ -247,7 +249,13 @@ def test_errors_are_one_line_with_distinct_codes(tmp_path: Path) -> None:
     ]
     from redisserver import free_port
 
-    dead = run(tmp_path / "c", "stats", "--remote", f"redis://127.0.0.1:{free_port()}/0")
+    dead = run(
+        tmp_path / "c",
+        "stats",
+        "--remote",
+        f"redis://127.0.0.1:{free_port()}/0",
+        COMPILECACHE_REMOTE_UNSIGNED="1",
+    )
     assert dead.exit_code == EXIT_BACKEND
     assert len(dead.output.strip().splitlines()) == 1 and "does not answer" in dead.output
     debug = CliRunner().invoke(main, ["--debug", "stats"], env={"COMPILECACHE_MAX_SIZE": "lots"})

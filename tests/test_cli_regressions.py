@@ -31,7 +31,9 @@ def run(cache: Path, *args: str, **env: str | None) -> Any:
     environment: dict[str, str | None] = {
         "COMPILECACHE_DIR": str(cache),
         "COMPILECACHE_REMOTE": None,
+        "COMPILECACHE_REMOTE_UNSIGNED": None,
         "COMPILECACHE_SECRET": None,
+        "COMPILECACHE_SECRET_PREVIOUS": None,
         "COMPILECACHE_CONFIG": None,
         "COMPILECACHE_LOGS": None,
     }
@@ -150,11 +152,21 @@ def test_prune_leaves_the_shared_remote_tier_alone(tmp_path: Path, redis_url: st
     work = tmp_path / "work"
     work.mkdir()
     cache = tmp_path / "cache"
-    populate(work, cache, COMPILECACHE_REMOTE=redis_url)
+    populate(work, cache, COMPILECACHE_REMOTE=redis_url, COMPILECACHE_REMOTE_UNSIGNED="1")
     client = redis.Redis.from_url(redis_url)
     before = {k for k in client.keys("*") if b"cc1/m/" in k}
     assert len(before) == 2
-    result = data(run(cache, "prune", "--max-size", "1", "--json", COMPILECACHE_REMOTE=redis_url))
+    result = data(
+        run(
+            cache,
+            "prune",
+            "--max-size",
+            "1",
+            "--json",
+            COMPILECACHE_REMOTE=redis_url,
+            COMPILECACHE_REMOTE_UNSIGNED="1",
+        )
+    )
     assert result["removed"] == 2
     deadline = time.monotonic() + 2
     while time.monotonic() < deadline:  # remote writes are queued: give them time

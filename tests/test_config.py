@@ -70,7 +70,8 @@ def test_open_store_composes_what_is_configured(tmp_path: Path) -> None:
     assert isinstance(signed, CodecStore) and isinstance(signed.inner, DiskStore)
     signed.put("k", b"v")
     assert signed.get("k") == b"v"
-    tiered = open_store(Config.from_env({**base, "COMPILECACHE_REMOTE": "redis://127.0.0.1:1/0"}))
+    remote = {"COMPILECACHE_REMOTE": "redis://127.0.0.1:1/0", "COMPILECACHE_REMOTE_UNSIGNED": "1"}
+    tiered = open_store(Config.from_env({**base, **remote}))
     assert isinstance(tiered, TieredStore)
     assert [tier.name for tier in tiered.tiers] == ["disk", "redis"]
     tiered.close()

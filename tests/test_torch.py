@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from torchhelpers import require_torch, run_worker, worker_env
+from torchhelpers import require_torch, run_worker, shared_remote, worker_env
 
 torch = require_torch()
 
@@ -272,11 +272,11 @@ def test_hyperparameters_and_tensor_metadata_are_keyed(store: DiskStore) -> None
 
 @pytest.mark.redis
 def test_second_machine_warm_starts_from_redis(tmp_path: Path, redis_url: str) -> None:
-    first = worker_env(tmp_path / "a", tmp_path / "inductor-a", COMPILECACHE_REMOTE=redis_url)
+    first = worker_env(tmp_path / "a", tmp_path / "inductor-a", **shared_remote(redis_url))
     cold = run_worker("cnn", first)
     assert cold["stats"]["aot compiles"] == 1
     # Another "machine": empty local cache directory, empty Inductor cache, the same Redis.
-    second = worker_env(tmp_path / "b", tmp_path / "inductor-b", COMPILECACHE_REMOTE=redis_url)
+    second = worker_env(tmp_path / "b", tmp_path / "inductor-b", **shared_remote(redis_url))
     warm = run_worker("cnn", second, "--forbid-compile")
     assert warm["stats"]["aot loads"] == 1
     assert warm["calls"] == {"export": 0, "aoti": 0, "torch.compile": 0}

@@ -42,6 +42,12 @@ def worker_env(cache: Path, inductor: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def shared_remote(url: str) -> dict[str, str]:
+    """The settings of a worker that shares ``url`` as its remote tier, signed (an unsigned
+    remote is not read without COMPILECACHE_REMOTE_UNSIGNED)."""
+    return {"COMPILECACHE_REMOTE": url, "COMPILECACHE_SECRET": "shared-secret-" + "0" * 18}
+
+
 def start_worker(model: str, env: dict[str, str], *options: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(WORKER), model, *options],

@@ -72,6 +72,7 @@ def import_bundle(path: str, **options: object) -> object:
     from .artifacts._bundle import import_bundle as _import
 
     store, secret = _configured(options)
+    options.setdefault("previous_secret", Config.from_env().secret_previous)
     return _import(path, store=store, secret=secret, **options)  # type: ignore[arg-type]
 
 

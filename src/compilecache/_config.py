@@ -16,6 +16,10 @@ COMPILECACHE_REMOTE      redis:// (or rediss://, unix://) URL of     unset: no r
                          the shared tier
 COMPILECACHE_SECRET      HMAC secret (at least 16 bytes) to sign     unset: entries unsigned
                          and verify entries
+COMPILECACHE_SECRET_     the secret before a rotation: verifies,     unset
+PREVIOUS                 never signs
+COMPILECACHE_REMOTE_     1/true/yes/on: use an unsigned remote       off: without a secret, the
+UNSIGNED                 tier (everyone who can write it is trusted) remote tier is skipped
 COMPILECACHE_DISABLE     1/true/yes/on turns caching off             off
 COMPILECACHE_SALT        any text, mixed into every cache key        unset
 COMPILECACHE_CONFIG      path of a TOML configuration file           $XDG_CONFIG_HOME/compilecache/
@@ -25,7 +29,8 @@ COMPILECACHE_CONFIG      path of a TOML configuration file           $XDG_CONFIG
 =======================  ==========================================  =============================
 
 The file holds the same settings in lower case without the prefix (``dir``, ``max_size``,
-``remote``, ``secret``, ``disable``, ``salt``), at the top level or in a ``[compilecache]``
+``remote``, ``remote_unsigned``, ``secret``, ``secret_previous``, ``disable``, ``salt``), at the
+top level or in a ``[compilecache]``
 table. A variable overrides the file; ``Config.sources`` says where each value came from
 (``default``, ``environment`` or ``file <path>``).
 """
@@ -38,6 +43,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from ._errors import ConfigError
 
@@ -90,6 +96,23 @@ def default_cache_dir(environ: Mapping[str, str]) -> Path:
     return Path(environ.get("HOME") or "~").expanduser() / ".cache" / "compilecache"
 
 
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for logs, errors and reports.
+
+    >>> redact_url("redis://app:hunter2@cache:6379/0"), redact_url("redis://:pw@cache/1")
+    ('redis://app:***@cache:6379/0', 'redis://:***@cache/1')
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unreadable URL>"
+    if parts.password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    name = user.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{name}:***@{host}"))
+
+
 @dataclass(frozen=True)
 class Config:
     """The effective configuration; ``sources`` says where each value came from."""
@@ -101,24 +124,49 @@ class Config:
     disable: bool = False
     salt: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    remote_unsigned: bool = False
+    secret_previous: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.remote is not None and not self.remote.lower().startswith(_REMOTE_SCHEMES):
             raise ConfigError(
-                f"COMPILECACHE_REMOTE={self.remote!r} is not a Redis URL: "
+                f"COMPILECACHE_REMOTE={redact_url(self.remote)!r} is not a Redis URL: "
                 "use redis://host:port/db, rediss://... or unix:///path.sock",
                 setting="COMPILECACHE_REMOTE",
             )
-        if self.secret is not None and len(self.secret) < 16:
+        for setting, secret in (
+            ("COMPILECACHE_SECRET", self.secret),
+            ("COMPILECACHE_SECRET_PREVIOUS", self.secret_previous),
+        ):
+            if secret is not None and len(secret) < 16:
+                raise ConfigError(
+                    f"{setting} is shorter than 16 bytes: use a long random value, "
+                    "for example: python -c 'import secrets; print(secrets.token_hex(32))'",
+                    setting=setting,
+                )
+        if self.secret_previous is not None and self.secret is None:
             raise ConfigError(
-                "COMPILECACHE_SECRET is shorter than 16 bytes: use a long random value, "
-                "for example: python -c 'import secrets; print(secrets.token_hex(32))'",
-                setting="COMPILECACHE_SECRET",
+                "COMPILECACHE_SECRET_PREVIOUS is set without COMPILECACHE_SECRET: the previous "
+                "secret only verifies; set the new secret as COMPILECACHE_SECRET",
+                setting="COMPILECACHE_SECRET_PREVIOUS",
             )
         if self.max_size <= 0:
             raise ConfigError(
                 "COMPILECACHE_MAX_SIZE must be positive", setting="COMPILECACHE_MAX_SIZE"
             )
+
+    def __repr__(self) -> str:
+        remote = None if self.remote is None else redact_url(self.remote)
+        return (
+            f"Config(dir={self.dir!r}, max_size={self.max_size}, remote={remote!r}, "
+            f"remote_unsigned={self.remote_unsigned}, secret={'<set>' if self.secret else None}, "
+            f"disable={self.disable}, salt={self.salt!r})"
+        )
+
+    @property
+    def secrets(self) -> tuple[bytes, ...]:
+        """The secrets that verify, the signing one first (empty: unsigned)."""
+        return tuple(s for s in (self.secret, self.secret_previous) if s is not None)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -143,15 +191,21 @@ class Config:
         raw_dir = read("COMPILECACHE_DIR")
         raw_size = read("COMPILECACHE_MAX_SIZE")
         raw_remote = read("COMPILECACHE_REMOTE")
+        raw_unsigned = read("COMPILECACHE_REMOTE_UNSIGNED")
         raw_secret = read("COMPILECACHE_SECRET")
+        raw_previous = read("COMPILECACHE_SECRET_PREVIOUS")
         raw_disable = read("COMPILECACHE_DISABLE")
         raw_salt = read("COMPILECACHE_SALT")
-        if raw_secret is not None and not raw_secret:
-            raise ConfigError(
-                "COMPILECACHE_SECRET is set but empty: entries would silently go unsigned; "
-                "unset it to run unsigned, or set a long random value",
-                setting="COMPILECACHE_SECRET",
-            )
+        for setting, raw in (
+            ("COMPILECACHE_SECRET", raw_secret),
+            ("COMPILECACHE_SECRET_PREVIOUS", raw_previous),
+        ):
+            if raw is not None and not raw:
+                raise ConfigError(
+                    f"{setting} is set but empty: entries would silently go unsigned; "
+                    "unset it to run unsigned, or set a long random value",
+                    setting=setting,
+                )
         if raw_dir is not None and not raw_dir.strip():
             raise ConfigError(
                 "COMPILECACHE_DIR is set but empty: unset it or name a directory",
@@ -163,14 +217,25 @@ class Config:
             if raw_size is None
             else parse_size(raw_size, "COMPILECACHE_MAX_SIZE"),
             remote=raw_remote.strip() or None if raw_remote is not None else None,
+            remote_unsigned=parse_bool(raw_unsigned or "", "COMPILECACHE_REMOTE_UNSIGNED"),
             secret=raw_secret.encode("utf-8") if raw_secret else None,
+            secret_previous=raw_previous.encode("utf-8") if raw_previous else None,
             disable=parse_bool(raw_disable or "", "COMPILECACHE_DISABLE"),
             salt=raw_salt or None,
             sources=sources,
         )
 
 
-_FILE_SETTINGS = ("dir", "max_size", "remote", "secret", "disable", "salt")
+_FILE_SETTINGS = (
+    "dir",
+    "max_size",
+    "remote",
+    "remote_unsigned",
+    "secret",
+    "secret_previous",
+    "disable",
+    "salt",
+)
 
 
 def config_file(environ: Mapping[str, str]) -> Path | None:

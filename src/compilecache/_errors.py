@@ -53,6 +53,11 @@ class ConfigError(CacheUsageError):
     """A configuration value (usually an environment variable) is malformed."""
 
 
+class UntrustedDirectoryError(ConfigError):
+    """A cache directory that someone other than the current user owns or can write: nothing
+    is loaded from it (see docs/trust.md)."""
+
+
 class SeedFormatError(CacheUsageError):
     """A seed for a memory store (environment variable or file) is malformed."""
 

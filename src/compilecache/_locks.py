@@ -92,7 +92,8 @@ class FileLock:
 
     def acquire(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # 0700: a lock directory others could write would let them hold or break our locks.
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         while True:
             if self._try_create():
                 return True

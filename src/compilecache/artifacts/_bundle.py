@@ -154,13 +154,15 @@ def import_bundle(
     *,
     store: BaseStore,
     secret: bytes | str | None = None,
+    previous_secret: bytes | str | None = None,
     max_bytes: int = 8 << 30,
     progress: Callable[[int, int], None] | None = None,
 ) -> BundleReport:
     """Import the bundle at ``path`` into ``store`` (see the module docstring).
 
-    With ``secret``, the bundle must be signed with it. Raises :class:`BundleError` naming what
-    is wrong; nothing is written then.
+    With ``secret``, the bundle must be signed with it, or with ``previous_secret`` (the secret
+    before a rotation, ``COMPILECACHE_SECRET_PREVIOUS``). Raises :class:`BundleError` naming
+    what is wrong; nothing is written then.
     """
     source = Path(path)
     try:
@@ -177,17 +179,18 @@ def import_bundle(
         mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
     # Not closed explicitly: views into it may still be referenced by an exception's traceback
     # (closing then raises BufferError over the real error); it is unmapped when collected.
-    return _import(memoryview(mapped), source, store, _secret_bytes(secret), progress)
+    secrets = [s for s in (_secret_bytes(secret), _secret_bytes(previous_secret)) if s]
+    return _import(memoryview(mapped), source, store, secrets, progress)
 
 
 def _import(
     data: memoryview,
     source: Path,
     store: BaseStore,
-    key_bytes: bytes | None,
+    secrets: list[bytes],
     progress: Callable[[int, int], None] | None = None,
 ) -> BundleReport:
-    header, body = _parse(data, key_bytes, source)
+    header, body = _parse(data, secrets, source)
     report = BundleReport(str(source), bytes=data.nbytes)
     here = _environment()
     writes: dict[str, bytes] = {}
@@ -233,7 +236,7 @@ def _import(
 
 
 def _parse(
-    data: memoryview, secret: bytes | None, source: Path
+    data: memoryview, secrets: list[bytes], source: Path
 ) -> tuple[dict[str, Any], memoryview]:
     if bytes(data[: len(MAGIC)]) != MAGIC:
         raise BundleError(f"{source} is not a compilecache bundle (bad magic bytes)")
@@ -275,13 +278,16 @@ def _parse(
             f"bundle {source} is truncated or padded: entries need {total} bytes, it has "
             f"{len(body)}"
         )
-    if secret is not None:
+    if secrets:
         if not signed:
             raise BundleError(
                 f"bundle {source} is not signed, and COMPILECACHE_SECRET requires signed bundles"
             )
-        expected = hmac.new(secret, data[:end], hashlib.sha256).digest()
-        if not hmac.compare_digest(expected, bytes(data[end:])):
+        tag = bytes(data[end:])
+        if not any(
+            hmac.compare_digest(hmac.new(secret, data[:end], hashlib.sha256).digest(), tag)
+            for secret in secrets
+        ):
             raise BundleError(
                 f"bundle {source}: the signature does not verify (forged, altered, or signed "
                 "with another secret)"

@@ -36,6 +36,7 @@ class Explanation:
     bypass: str | None = None
     stored: list[StoredMatch] = field(default_factory=list)
     persistable: bool = True
+    skipped_tiers: list[str] = field(default_factory=list)
 
     @property
     def hit(self) -> bool:
@@ -43,6 +44,7 @@ class Explanation:
 
     def __str__(self) -> str:
         lines = [f"compilecache explain: {self.function}"]
+        lines.extend(f"  not read: the {tier}" for tier in self.skipped_tiers)
         if not self.persistable:
             lines.append("  its backend cannot persist artifacts (no dumps/loads): nothing stored")
             return "\n".join(lines)
@@ -207,5 +209,8 @@ def explain(fn: Any, *args: Any, **kwargs: Any) -> Explanation:
     if key is None:
         reason = request.options.get("bypass", "not keyable")
         return Explanation(name, None, {}, bypass=reason)
+    from ..stores import skipped_tiers
+
     stored = explain_against_index(key, read_index(hooks.store, dispatcher.fn))
-    return Explanation(name, key.digest, key.as_json(), stored=stored)
+    skipped = [str(decision) for decision in skipped_tiers()]
+    return Explanation(name, key.digest, key.as_json(), stored=stored, skipped_tiers=skipped)

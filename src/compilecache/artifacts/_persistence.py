@@ -438,5 +438,7 @@ def default_lock_factory(store: BaseStore, ttl: float) -> Callable[[str], Lock]:
             return lambda name: FileLock(directory, name, ttl=ttl)
     import tempfile
 
-    fallback = f"{tempfile.gettempdir()}/compilecache-locks"
+    # One directory per user: a shared one in /tmp would let other users hold our locks.
+    user = os.geteuid() if hasattr(os, "geteuid") else "user"
+    fallback = f"{tempfile.gettempdir()}/compilecache-locks-{user}"
     return lambda name: FileLock(fallback, name, ttl=ttl)

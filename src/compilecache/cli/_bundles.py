@@ -60,7 +60,13 @@ def import_command(directory: str | None, remote: str | None, as_json: bool, pat
 
     config, store = open_configured(directory, remote)
     with progress_bar("importing", not as_json) as update:
-        report = import_bundle(path, store=store, secret=config.secret, progress=update)
+        report = import_bundle(
+            path,
+            store=store,
+            secret=config.secret,
+            previous_secret=config.secret_previous,
+            progress=update,
+        )
     from ..artifacts._persistence import _flush
 
     _flush(store)  # a remote tier's writes are queued: finish them before the process ends

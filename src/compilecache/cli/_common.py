@@ -68,7 +68,7 @@ def open_configured(directory: str | None, remote: str | None) -> tuple[Config, 
         raise CacheUsageError(
             "caching is disabled (COMPILECACHE_DISABLE): unset it to inspect the store"
         )
-    if config.remote:
+    if config.remote and (config.secret or config.remote_unsigned):
         check_remote(config.remote)
     return config, open_store(config)
 
@@ -87,7 +87,14 @@ def check_remote(url: str, timeout: float = 3.0) -> None:
     try:
         client.ping()
     except Exception as error:
-        raise BackendError(f"the remote tier {url} does not answer: {error}") from None
+        from .._config import redact_url
+
+        if isinstance(error, redis.AuthenticationError):
+            raise BackendError(
+                f"the remote tier {redact_url(url)} refused the credentials ({error}): check "
+                "the user and password in COMPILECACHE_REMOTE (or --remote)"
+            ) from None
+        raise BackendError(f"the remote tier {redact_url(url)} does not answer: {error}") from None
     finally:
         client.close()
 

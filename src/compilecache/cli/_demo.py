@@ -68,6 +68,7 @@ def demo(remote: str | None, directory: str | None, as_json: bool) -> None:
     config = Config.from_env()
     local = directory or str(config.dir)
     salt = f"demo-{uuid.uuid4().hex[:12]}"
+    demo_secret = uuid.uuid4().hex
     scratch = tempfile.mkdtemp(prefix="compilecache-demo-")
     base = {k: v for k, v in os.environ.items() if not k.startswith("TORCHINDUCTOR_")}
     base.pop("COMPILECACHE_REMOTE", None)
@@ -82,6 +83,10 @@ def demo(remote: str | None, directory: str | None, as_json: bool) -> None:
             )
             if remote and case == "compilecache":
                 env["COMPILECACHE_REMOTE"] = remote
+                # An unsigned remote is not read (docs/trust.md): without a configured
+                # secret, the demo signs its own entries (keyed under its own salt) with one
+                # made for this run.
+                env.setdefault("COMPILECACHE_SECRET", demo_secret)
             with console.status(f"[bold]{label}[/bold]: running in a fresh process..."):
                 report = _run_case(case, env)
             console.print(f"  {label}: first output after {report['first_call_seconds']:.3f} s")

@@ -6,16 +6,20 @@ from typing import Any
 
 import click
 
+from .._config import redact_url
 from ._common import emit_json, human_size, json_option, open_configured, with_store_options
 
 TIER_COLUMNS = ("hits", "misses", "errors", "rejected", "corrupt", "writes")
 
 
 def collect(config: Any, store: Any) -> dict[str, Any]:
+    from ..stores._trust import trust_decisions
     from ..telemetry import CountersDB
 
-    db = CountersDB(config.dir)
-    totals = db.totals()
+    decisions = trust_decisions(config)
+    # The counters live in the local directory: one that is not the user's is not read.
+    db = CountersDB(config.dir) if decisions[0].trusted else None
+    totals = db.totals() if db is not None else {}
     tiers = {
         scope.split(":", 1)[1]: values
         for scope, values in totals.items()
@@ -33,8 +37,9 @@ def collect(config: Any, store: Any) -> dict[str, Any]:
     artifacts = totals.get("artifacts", {})
     return {
         "store": str(config.dir),
-        "remote": config.remote,
-        "since": db.zeroed_at(),
+        "remote": redact_url(config.remote) if config.remote else None,
+        "trust": [decision.as_dict() for decision in decisions],
+        "since": db.zeroed_at() if db is not None else None,
         "tiers": {
             name: {
                 **{column: int(tiers.get(name, {}).get(column, 0)) for column in TIER_COLUMNS},
@@ -87,6 +92,9 @@ def show(report: dict[str, Any]) -> None:
         f"[bold]compilecache[/bold] store {report['store']}"
         + (f" + remote {report['remote']}" if report["remote"] else "")
     )
+    for decision in report["trust"]:
+        verdict = "trusted" if decision["trusted"] else "[yellow]skipped[/yellow]"
+        out.print(f"{decision['tier']} tier {decision['location']}: {verdict}: {decision['why']}")
     if report["since"]:
         out.print(f"counters since {human_age(report['since'])}")
     table = Table("tier", *TIER_COLUMNS, "hit rate", "entries", "size")

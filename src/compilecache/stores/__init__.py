@@ -29,6 +29,8 @@ from ._seed import parse_seed as parse_seed
 from ._stats import StoreStats as StoreStats
 from ._tiered import TieredStore as TieredStore
 from ._tiered import WritePolicy as WritePolicy
+from ._trust import TierTrust as TierTrust
+from ._trust import skipped_tiers as skipped_tiers
 
 if TYPE_CHECKING:
     from ._breaker import CircuitBreaker as CircuitBreaker
@@ -63,10 +65,12 @@ __all__ = [
     "Store",
     "StoreStats",
     "TieredStore",
+    "TierTrust",
     "WritePolicy",
     "check_key",
     "default_executor",
     "format_seed",
     "open_store",
     "parse_seed",
+    "skipped_tiers",
 ]

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import importlib.util
 import zlib
+from collections.abc import Iterable
 from typing import Protocol
 
 from .._errors import ConfigError, CorruptEntryError, RejectedEntryError
@@ -115,47 +116,61 @@ class Signing:
     ``decode`` refuses (:class:`RejectedEntryError`) anything whose tag does not verify.
 
     The secret must be at least 16 bytes. Entries written with another secret are rejected, as
-    forged ones are.
+    forged ones are, except under ``previous`` (the secrets before a rotation, which verify but
+    never sign): a fleet rotates by signing with the new secret while still reading the old.
 
     >>> signer = Signing(b"0123456789abcdef")
     >>> signer.decode("k", signer.encode("k", b"v"))
+    b'v'
+    >>> Signing(b"new-secret-0123456", previous=[b"0123456789abcdef"]).decode(
+    ...     "k", signer.encode("k", b"v"))
     b'v'
     """
 
     name = "signing"
 
-    def __init__(self, secret: bytes | str) -> None:
-        key = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
-        if len(key) < 16:
-            raise ConfigError(
-                "Signing: the secret must be at least 16 bytes (COMPILECACHE_SECRET); "
-                "generate one with: python -c 'import secrets; print(secrets.token_hex(32))'",
-                setting="COMPILECACHE_SECRET",
-            )
-        self._secret = key
+    def __init__(self, secret: bytes | str, previous: Iterable[bytes | str] = ()) -> None:
+        self._secret = _secret_bytes(secret, "COMPILECACHE_SECRET")
+        self._previous = tuple(
+            _secret_bytes(old, "COMPILECACHE_SECRET_PREVIOUS") for old in previous
+        )
 
-    def _mac(self, key: str, value: bytes) -> bytes:
+    def _mac(self, secret: bytes, key: str, value: bytes) -> bytes:
         # The key is length-prefixed so that (key, value) pairs cannot be re-split differently.
         encoded = key.encode("ascii")
-        signer = hmac.new(self._secret, len(encoded).to_bytes(4, "big"), hashlib.sha256)
+        signer = hmac.new(secret, len(encoded).to_bytes(4, "big"), hashlib.sha256)
         signer.update(encoded)
         signer.update(value)
         return signer.digest()
 
     def encode(self, key: str, value: bytes) -> bytes:
-        return _SIGNED + self._mac(key, value) + value
+        return _SIGNED + self._mac(self._secret, key, value) + value
 
     def decode(self, key: str, data: bytes) -> bytes:
         if data[:2] != _SIGNED or len(data) < 2 + _MAC_SIZE:
             raise RejectedEntryError(f"entry {key!r} is not signed", key=key)
         mac, value = data[2 : 2 + _MAC_SIZE], data[2 + _MAC_SIZE :]
-        if not hmac.compare_digest(mac, self._mac(key, value)):
-            raise RejectedEntryError(
-                f"entry {key!r} has a signature that does not verify: forged, altered, or "
-                "written with another COMPILECACHE_SECRET",
-                key=key,
-            )
-        return value
+        if hmac.compare_digest(mac, self._mac(self._secret, key, value)):
+            return value
+        for old in self._previous:
+            if hmac.compare_digest(mac, self._mac(old, key, value)):
+                return value
+        raise RejectedEntryError(
+            f"entry {key!r} has a signature that does not verify: forged, altered, or "
+            "written with another COMPILECACHE_SECRET",
+            key=key,
+        )
 
     def __repr__(self) -> str:
         return "Signing(secret=<hidden>)"
+
+
+def _secret_bytes(secret: bytes | str, setting: str) -> bytes:
+    key = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+    if len(key) < 16:
+        raise ConfigError(
+            f"Signing: the secret must be at least 16 bytes ({setting}); "
+            "generate one with: python -c 'import secrets; print(secrets.token_hex(32))'",
+            setting=setting,
+        )
+    return key

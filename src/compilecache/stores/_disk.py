@@ -26,13 +26,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TypeVar
 
-from .._errors import ConfigError, CorruptEntryError
+from .._errors import ConfigError, CorruptEntryError, UntrustedDirectoryError
 from .._ratelimit import RateLimitedLog
 from . import _disk_files as files
 from . import _frame
 from ._base import BaseStore, check_value
 from ._disk_index import Index, transaction
 from ._keys import check_key
+from ._private_dir import directory_problem, make_private_directory, untrusted_directory_message
 from ._stats import StoreStats
 
 logger = logging.getLogger("compilecache.store.disk")
@@ -79,8 +80,13 @@ class DiskStore(BaseStore):
             LRU order is exact to this resolution.
         strict: raise :class:`BackendError` on backend failures instead of failing open.
         clock: the wall clock used for access times (injectable for tests).
+        private: require the directory to be the current user's alone (owned by them, not
+            writable by group or others, nor anything directly under it); a new directory is
+            created with mode 0700. ``False`` only for a directory shared on purpose, behind
+            :class:`Signing` (docs/trust.md).
 
-    Raises :class:`ConfigError` for a bad argument or an unusable directory.
+    Raises :class:`ConfigError` for a bad argument or an unusable directory, and its subclass
+    :class:`UntrustedDirectoryError` for a directory that is not private, before reading it.
 
     >>> import tempfile
     >>> with DiskStore(tempfile.mkdtemp()) as store:
@@ -104,6 +110,7 @@ class DiskStore(BaseStore):
         strict: bool = False,
         name: str | None = None,
         clock: Callable[[], float] = time.time,
+        private: bool = True,
     ) -> None:
         super().__init__(name=name, strict=strict)
         if type(max_bytes) is not int or max_bytes <= 0:
@@ -115,13 +122,18 @@ class DiskStore(BaseStore):
         self.root = Path(path)
         self._root = os.fspath(self.root)
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            make_private_directory(self.root)
         except OSError as error:
             raise ConfigError(
                 f"DiskStore: cannot create the cache directory {str(self.root)!r}: {error}; "
                 "choose a writable directory (COMPILECACHE_DIR)",
                 setting="COMPILECACHE_DIR",
             ) from error
+        problem = directory_problem(self.root) if private else None
+        if problem is not None:
+            raise UntrustedDirectoryError(
+                untrusted_directory_message(self.root, problem), setting="COMPILECACHE_DIR"
+            )
         self.max_bytes = max_bytes
         self.durable = durable
         self._tag = tag.encode("utf-8")

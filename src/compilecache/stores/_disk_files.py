@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .._errors import CorruptEntryError
 from . import _frame
+from ._private_dir import make_private_directory
 
 DATA_DIR = "data"
 SUFFIX = ".val"
@@ -39,7 +40,7 @@ def write_payload_file(
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_directory(path.parent, inside=root)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         # writev avoids concatenating header and payload, a copy of the whole value.

@@ -112,7 +112,7 @@ def quarantine(
     if filename is not None:
         files.remove_quietly(store.root / filename)
     directory = store.root / QUARANTINE
-    directory.mkdir(exist_ok=True)
+    directory.mkdir(mode=0o700, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)[:120]
     target = directory / f"{stamp}-{os.getpid()}-{safe}"

@@ -1,14 +1,16 @@
-"""Builds the store a configuration describes."""
+"""Builds the store a configuration describes, from the tiers it can trust."""
 
 from __future__ import annotations
 
 from .._config import Config
+from .._errors import UntrustedDirectoryError
 from ._base import BaseStore
 from ._codec_store import CodecStore
 from ._codecs import Signing
 from ._disk import DiskStore
 from ._null import NullStore
 from ._tiered import TieredStore, WritePolicy
+from ._trust import TierTrust, record_skip, remote_trust
 
 
 def open_store(config: Config | None = None) -> BaseStore:
@@ -16,22 +18,39 @@ def open_store(config: Config | None = None) -> BaseStore:
 
     Disabled: a :class:`NullStore`. Otherwise the disk store under ``config.dir`` bounded by
     ``config.max_size``; with ``config.remote``, a :class:`TieredStore` of disk then Redis whose
-    remote writes happen in the background; with ``config.secret``, each tier behind signing.
+    remote writes happen in the background; with ``config.secret``, each tier behind signing
+    (``config.secret_previous`` verifies too).
+
+    A tier that cannot be trusted (docs/trust.md) is left out, logged once at WARNING and
+    recorded in :func:`skipped_tiers`: a local directory that is not the user's alone, an
+    unsigned remote without ``remote_unsigned``. Never raises for that: with no tier left, the
+    store holds nothing and every process compiles.
     """
     config = config or Config.from_env()
     if config.disable:
         return NullStore()
 
     def signed(store: BaseStore) -> BaseStore:
-        return CodecStore(store, [Signing(config.secret)]) if config.secret else store
+        if not config.secret:
+            return store
+        return CodecStore(store, [Signing(config.secret, config.secrets[1:])])
 
-    local = signed(DiskStore(config.dir, max_bytes=config.max_size))
-    if not config.remote:
-        return local
-    from ._redis import RedisStore
+    tiers: list[BaseStore] = []
+    try:
+        tiers.append(signed(DiskStore(config.dir, max_bytes=config.max_size)))
+    except UntrustedDirectoryError as error:
+        record_skip(TierTrust("local", str(config.dir), False, str(error)))
+    remote = remote_trust(config)
+    if remote is not None and not remote.trusted:
+        record_skip(remote)
+    elif remote is not None and config.remote:
+        from ._redis import RedisStore
 
+        tiers.append(signed(RedisStore(config.remote)))
+    if not tiers:
+        return NullStore(name="no trusted tier")
+    if len(tiers) == 1:
+        return tiers[0]
     # Each tier checks signatures itself, so that its counters say which tier held a forged
     # or foreign value (a hit served from a tier is a verified one).
-    return TieredStore(
-        [local, signed(RedisStore(config.remote))], write_policy=WritePolicy.LOCAL_THEN_REMOTE
-    )
+    return TieredStore(tiers, write_policy=WritePolicy.LOCAL_THEN_REMOTE)

@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
+from .._config import redact_url
 from .._errors import BackendError, CacheUsageError, ConfigError, CorruptEntryError
 from . import _frame
 from ._base import BaseStore, check_value
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     import redis
 
 T = TypeVar("T")
+logger = logging.getLogger("compilecache.store.redis")
 
 # Deletes the keys only if the first still holds the bad bytes that were read: healing a corrupt
 # entry must not delete a good value another process wrote in between.
@@ -114,6 +116,7 @@ class RedisStore(BaseStore):
             "name": name,
         }
         self._url = url
+        self._auth_logged = False
         self._redis = redis
         self._errors = (redis.RedisError, OSError)
         self._layout = Layout(namespace)
@@ -131,7 +134,9 @@ class RedisStore(BaseStore):
                 retry=Retry(NoBackoff(), 0),
             )
         except (ValueError, TypeError) as error:
-            raise ConfigError(f"RedisStore: bad url {url!r}: {error}", setting="url") from None
+            raise ConfigError(
+                f"RedisStore: bad url {redact_url(url)!r}: {error}", setting="url"
+            ) from None
         self._client = redis.Redis(connection_pool=self._pool)
         self._delete_if_unchanged = self._client.register_script(_DELETE_IF_UNCHANGED)
 
@@ -312,6 +317,9 @@ class RedisStore(BaseStore):
             reachable = True
             self._backend_failed(operation, key, error)
             raise _Unserved from None
+        except self._redis.AuthenticationError as error:
+            self._refused_credentials(operation, key, error)
+            raise _Unserved from None
         except self._errors as error:
             self._backend_failed(operation, key, error)
             raise _Unserved from None
@@ -321,6 +329,27 @@ class RedisStore(BaseStore):
                 self._breaker.record_success()
             else:
                 self._breaker.record_failure()
+
+    def _refused_credentials(self, operation: str, key: str | None, error: Exception) -> None:
+        """A wrong or missing password: one clear WARNING per process (not one per call), then
+        counted like any failure; the breaker soon skips the server."""
+        self._counters.add("errors")
+        if not self._auth_logged:
+            self._auth_logged = True
+            logger.warning(
+                "%s: the Redis server at %s refused the credentials (%s): check the user and "
+                "password in COMPILECACHE_REMOTE; the remote tier is skipped while it fails",
+                self.name,
+                redact_url(self._url),
+                error,
+            )
+        if self.strict:
+            raise BackendError(
+                f"{self.name}: {operation} failed: the Redis server at {redact_url(self._url)} "
+                f"refused the credentials ({error})",
+                key=key,
+                tier=self.name,
+            ) from error
 
     def _skipped(self, operation: str, key: str | None) -> NoReturn:
         self._counters.add("errors")

@@ -21,6 +21,7 @@ import re
 from typing import NoReturn
 from urllib.parse import urlsplit
 
+from .._config import redact_url
 from .._errors import CacheUsageError, ConfigError, CorruptEntryError
 from . import _frame
 from ._keys import check_key
@@ -90,7 +91,8 @@ def check_settings(
         raise ConfigError(f"RedisStore: {setting} {message}", setting=setting)
 
     if not isinstance(url, str) or urlsplit(url).scheme not in SCHEMES:
-        bad("url", f"must be a redis://, rediss:// or unix:// URL, got {url!r}")
+        shown = redact_url(url) if isinstance(url, str) else url
+        bad("url", f"must be a redis://, rediss:// or unix:// URL, got {shown!r}")
     if not isinstance(namespace, str) or not NAMESPACE.match(namespace):
         bad("namespace", f"must be 1-100 of A-Z a-z 0-9 _ . - /, got {namespace!r}")
     for setting, seconds in (("ttl", ttl), ("timeout", timeout)):

@@ -21,6 +21,7 @@ import torch
 from .._errors import CacheUsageError
 from ..dispatch import cache_entries, dispatch_stats, jit
 from ..dispatch._jit import _dispatcher_of
+from ..stores import skipped_tiers
 from ._aot_runner import StaleWeights, _registrations
 from ._backend import MODES, TorchBackend
 from ._fingerprint import ModelKey
@@ -352,11 +353,13 @@ def _parts(compiled: Any) -> tuple[TorchBackend, Callable[..., Any]]:
 
 def stats(compiled: Any) -> dict[str, Any]:
     """What ``compiled`` did in this process: dispatch counters (hits, misses, compiles,
-    loads) and the torch backend's (AOT and JIT compiles and loads, fallbacks by reason)."""
+    loads) and the torch backend's (AOT and JIT compiles and loads, fallbacks by reason), and
+    the store tiers this process skipped because it could not trust them."""
     backend, call = _parts(compiled)
     result: dict[str, Any] = dict(dispatch_stats(call))
     result.update({k: v if not hasattr(v, "copy") else dict(v) for k, v in backend.stats.items()})
     result["entries by mode"] = [getattr(e.compiled, "mode", "?") for e in cache_entries(call)]
+    result["skipped tiers"] = [str(decision) for decision in skipped_tiers()]
     return result
 
 

@@ -1,0 +1,98 @@
+"""Whether a cache directory is the current user's alone: nothing is loaded from one that
+others can write (docs/trust.md).
+
+A directory is private when it, every entry directly under it, and every entry directly under
+its ``data/`` directory is owned by the effective user and writable by neither group nor
+others. Deeper files are not each checked: nobody else can have created them while the
+directories above them were private. Where the platform has no POSIX owners (Windows), every
+directory counts as private.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+PRIVATE_MODE = 0o700
+_CHECKED_SUBDIRECTORY = "data"
+
+
+def make_private_directory(path: Path, inside: Path | None = None) -> None:
+    """Create ``path`` if needed, with mode 0700 for each directory created here: every
+    missing one below ``inside`` when given (so that a umask of 002 does not leave group-
+    writable directories in a store), else ``path`` itself (missing parents outside the store
+    get the default mode). An existing directory is left as it is: :func:`directory_problem`
+    judges it."""
+    if path.is_dir():
+        return
+    top = inside if inside is not None else path.parent
+    top.mkdir(parents=True, exist_ok=True)
+    for level in reversed([path, *path.parents]):
+        if level == top or top not in level.parents:
+            continue
+        try:
+            level.mkdir(mode=PRIVATE_MODE)
+        except FileExistsError:
+            pass
+
+
+def directory_problem(path: Path) -> str | None:
+    """Why ``path`` is not private, in words with the fix, or None if it is."""
+    if not hasattr(os, "geteuid"):
+        return None
+    user = os.geteuid()
+    problem = _entry_problem(path, user, follow=True)
+    if problem is not None:
+        return problem
+    for parent in (path, path / _CHECKED_SUBDIRECTORY):
+        try:
+            children = list(os.scandir(parent))
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            return f"{parent} cannot be listed ({error.strerror})"
+        for child in children:
+            problem = _entry_problem(Path(child.path), user, follow=False)
+            if problem is not None:
+                return problem
+    return None
+
+
+def untrusted_directory_message(directory: Path, problem: str) -> str:
+    return (
+        f"{problem}; another user could plant code there, so nothing is loaded from it. Fix: "
+        f"chmod 700 {str(directory)!r} (owned by you), or set COMPILECACHE_DIR to a directory "
+        "of your own"
+    )
+
+
+def _entry_problem(path: Path, user: int, *, follow: bool) -> str | None:
+    # The directory the configuration names may be a symbolic link, so it is followed; a link
+    # inside the store is itself a planted entry.
+    try:
+        info = os.stat(path) if follow else os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        return f"{path} cannot be read ({error.strerror})"
+    if stat.S_ISLNK(info.st_mode):
+        return f"{path} is a symbolic link inside the cache directory"
+    mode = stat.S_IMODE(info.st_mode)
+    if info.st_uid != user:
+        return f"{path} is owned by {_user_name(info.st_uid)}, not by you ({_user_name(user)})"
+    writers = [
+        who for bit, who in ((stat.S_IWGRP, "its group"), (stat.S_IWOTH, "others")) if mode & bit
+    ]
+    if writers:
+        return f"{path} has mode {mode:04o}: {' and '.join(writers)} can write it"
+    return None
+
+
+def _user_name(uid: int) -> str:
+    try:
+        import pwd
+
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
