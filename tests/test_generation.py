@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from torchhelpers import require_torch, worker_env
+from torchhelpers import SHARED_SECRET, require_torch, shared_remote, worker_env
 
 torch = require_torch()
 
 import compilecache.torch as cct  # noqa: E402
 import generateworker  # noqa: E402
 from compilecache import CacheUsageError  # noqa: E402
-from compilecache.stores import DiskStore  # noqa: E402
+from compilecache.stores import CodecStore, DiskStore, Signing  # noqa: E402
 from compilecache.torch import _zoo  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -49,23 +49,33 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def runs(cache_dir: Path) -> dict[str, dict[str, Any]]:
-    """Per model: a cold process (compiles), then a warm one (compiling is forbidden)."""
+def runs(cache_dir: Path, redis_server: Any) -> dict[str, dict[str, Any]]:
+    """Per model: a cold process (compiles, into its directory and a shared signed Redis
+    tier), then a warm one (compiling is forbidden); for GPT-2 also a warm process on another
+    "machine": an empty directory and an empty Inductor cache, the same Redis."""
     found = {}
+    remote = shared_remote(redis_server.url)
     for name in MODELS:
-        cold = run_worker(name, worker_env(cache_dir / "store", cache_dir / "inductor"))
+        cold = run_worker(name, worker_env(cache_dir / "store", cache_dir / "inductor", **remote))
+        # (Its directory's entries are signed with the shared secret, as every tier is.)
         warm = run_worker(
             name,
-            worker_env(cache_dir / "store", cache_dir / "inductor-empty"),
+            worker_env(cache_dir / "store", cache_dir / "inductor-empty", **remote),
             "--forbid-compile",
         )
         found[name] = {"cold": cold, "warm": warm}
+    found["gpt2"]["remote"] = run_worker(
+        "gpt2",
+        worker_env(cache_dir / "machine-b", cache_dir / "inductor-b", **remote),
+        "--forbid-compile",
+    )
     return found
 
 
 @pytest.fixture
-def store(cache_dir: Path, runs: Any) -> DiskStore:
-    return DiskStore(cache_dir / "store")  # what the workers compiled: loaded, not compiled
+def store(cache_dir: Path, runs: Any) -> CodecStore:
+    # What the workers compiled (signed, as their shared tier is): loaded, not compiled.
+    return CodecStore(DiskStore(cache_dir / "store"), [Signing(SHARED_SECRET)])
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -108,6 +118,80 @@ def test_a_fresh_process_generates_from_the_store_and_compiles_nothing(
     assert warm["tokens"] == cold["tokens"]
 
 
+def test_another_machine_generates_from_the_shared_redis_tier(runs: dict[str, Any]) -> None:
+    remote, cold = runs["gpt2"]["remote"], runs["gpt2"]["cold"]
+    assert remote["calls"] == {"export": 0, "aoti": 0, "torch.compile": 0}, remote
+    assert remote["aot loads"] == len(cold["entries by mode"]), remote
+    assert remote["tokens"] == cold["tokens"] == cold["eager tokens"]
+
+
+def word_tokenizer() -> Any:
+    """A fast tokenizer built in memory (no hub): words ``w0``..``w89``, split on spaces."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"[UNK]": 0, **{f"w{i}": i + 1 for i in range(90)}}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[UNK]", eos_token="[UNK]"
+    )
+
+
+def test_a_text_generation_pipeline_runs_through_the_packages(store: CodecStore) -> None:
+    from transformers import pipeline
+
+    tokenizer = word_tokenizer()
+    options = {"max_new_tokens": 12, "min_new_tokens": 12, "do_sample": False}
+    texts = ["w1 w7 w3 w4 w5", "w9 w8 w2 w6 w5 w4 w3 w1"]  # prompt lengths 5 and 8
+    model = _zoo.build("gpt2")
+    want = [
+        pipeline("text-generation", model=model, tokenizer=tokenizer)(t, **options) for t in texts
+    ]
+    # The way to hand a compiled model to a pipeline: compiled in place, it is the model.
+    cct.compile(model, store=store, inplace=True)
+    try:
+        got = [
+            pipeline("text-generation", model=model, tokenizer=tokenizer)(t, **options)
+            for t in texts
+        ]
+        assert got == want
+        stats = cct.stats(model)
+        # Every step through packages (a pipeline's calls are their own specializations:
+        # compiled once here, at most three).
+        assert stats["hits"] >= 2 * 12 - 3 and stats["misses"] <= 3, stats
+        assert stats["fallbacks"] == {} and set(stats["entries by mode"]) == {"aot"}, stats
+    finally:
+        cct.restore(model)
+    # The wrapper works too (transformers logs that it does not know the class).
+    fast = cct.compile(model, store=store)
+    wrapped = pipeline("text-generation", model=fast, tokenizer=tokenizer)
+    assert [wrapped(t, **options) for t in texts] == want
+    assert cct.stats(fast)["hits"] > 0
+
+
+STATIC = {"cache_implementation": "static"}
+
+
+def test_a_static_cache_generation_runs_through_two_packages_and_equals_eager(
+    store: CodecStore,
+) -> None:
+    """A StaticCache is updated in place by index (an input mutation inside the package);
+    its length is fixed, only batch is dynamic, so one prefill and one decode package serve
+    both prompt lengths (transformers keeps the longest ``max_cache_len`` across calls)."""
+    cases = ((8, 2), (5, 2))
+    model = _zoo.build("gpt2")
+    want = [generateworker.greedy(model, *case, **STATIC) for case in cases]
+    fast = cct.compile(model, store=store)
+    assert [generateworker.greedy(fast, *case, **STATIC) for case in cases] == want
+    stats = cct.stats(fast)
+    assert stats["entries by mode"] == ["aot", "aot"] and stats["fallbacks"] == {}, stats
+    assert stats["hits"] == 2 * generateworker.NEW_TOKENS - 2, stats  # every step compiled
+    again = cct.compile(_zoo.build("gpt2"), store=store)  # loads what was stored
+    assert [generateworker.greedy(again, *case, **STATIC) for case in cases] == want
+    assert cct.stats(again)["aot compiles"] == 0 and cct.stats(again)["aot loads"] == 2
+
+
 def _sampled(model: Any, seed: int) -> list[list[int]]:
     torch.manual_seed(seed)
     with torch.no_grad():
@@ -122,7 +206,7 @@ def _sampled(model: Any, seed: int) -> list[list[int]]:
     return out.tolist()  # type: ignore[no-any-return]
 
 
-def test_seeded_sampling_draws_the_same_tokens_as_eager(store: DiskStore) -> None:
+def test_seeded_sampling_draws_the_same_tokens_as_eager(store: CodecStore) -> None:
     model = _zoo.build("gpt2")
     fast = cct.compile(model, store=store)
     assert _sampled(fast, 3) == _sampled(model, 3)
@@ -133,7 +217,7 @@ def test_seeded_sampling_draws_the_same_tokens_as_eager(store: DiskStore) -> Non
 
 
 def test_beam_search_reorders_the_cache_outside_the_packages_and_equals_eager(
-    store: DiskStore,
+    store: CodecStore,
 ) -> None:
     model = _zoo.build("gpt2")
     fast = cct.compile(model, store=store)
@@ -146,7 +230,7 @@ def test_beam_search_reorders_the_cache_outside_the_packages_and_equals_eager(
     assert stats["fallbacks"] == {} and stats["hits"] > 0, stats
 
 
-def test_routing_is_undone_after_a_generate_and_when_it_raises(store: DiskStore) -> None:
+def test_routing_is_undone_after_a_generate_and_when_it_raises(store: CodecStore) -> None:
     model = _zoo.build("gpt2")
     fast = cct.compile(model, store=store)
     generateworker.greedy(fast, 5, 1)
@@ -162,7 +246,7 @@ def test_routing_is_undone_after_a_generate_and_when_it_raises(store: DiskStore)
     assert fast.train is not model.train  # nn.Module's own methods are not routed
 
 
-def test_inplace_compile_routes_the_model_itself_until_restored(store: DiskStore) -> None:
+def test_inplace_compile_routes_the_model_itself_until_restored(store: CodecStore) -> None:
     model = _zoo.build("gpt2")
     want = generateworker.greedy(model, 8, 2)
     same = cct.compile(model, store=store, inplace=True)

@@ -346,3 +346,26 @@ def test_a_dense_input_in_another_memory_order_is_not_read_as_the_compiled_one(
         head_major = torch.randn(2, 5, 7, 4).transpose(0, 1)
         assert close(compiled(head_major), model(head_major))
         assert cct.stats(compiled)["compiles"] == 3  # static, dynamic, dynamic head-major
+
+
+class Pairs(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(2, -1) * 2  # specializes dim 0 to 2: a dynamic export of it fails
+
+
+def test_a_failed_dynamic_export_leaves_no_marks_and_the_fallback_runs(tmp_path: Path) -> None:
+    """torch.export marks the dims it is given dynamic on the caller's tensors and leaves the
+    marks there; the fallback's torch.compile then read them as the user's and raised a
+    ConstraintViolationError into the call."""
+    import compilecache
+
+    fast = cct.compile(Pairs().eval(), store=DiskStore(tmp_path))
+    x = torch.randn(2, 3)
+    compilecache.mark_dynamic(x, 0)
+    with torch.no_grad():
+        y = fast(x)
+    assert torch.equal(y, x.reshape(2, -1) * 2)
+    assert [name for name in vars(x) if "dynamo" in name] == []
+    stats = cct.stats(fast)
+    assert stats["entries by mode"] == ["jit"]
+    assert any("Constraints violated" in reason for reason in stats["fallbacks"]), stats

@@ -434,3 +434,27 @@ def test_rediss_with_a_certificate_authority_shares(
     )
     assert compiles(log_of(tmp_path)) == 8
     assert "CERTIFICATE_VERIFY_FAILED" in printed
+
+
+def test_explain_says_which_tier_was_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import compilecache
+    from artifactbackend import FileLoggedBackend
+
+    cache = tmp_path / "shared"
+    cache.mkdir()
+    cache.chmod(0o775)
+    monkeypatch.setenv("COMPILECACHE_DIR", str(cache))
+    for name in ("REMOTE", "SECRET", "SECRET_PREVIOUS", "CONFIG"):
+        monkeypatch.delenv(f"COMPILECACHE_{name}", raising=False)
+    compilecache.default_hooks.reset()
+    try:
+        double = compilecache.jit(lambda x: x * 2, backend=FileLoggedBackend(log_of(tmp_path)))
+        assert double(3) == ("compiled", 6)
+        report = str(compilecache.explain(double, 3))
+        assert f"not read: the local tier {cache}: skipped" in report, report
+        assert "mode 0775" in report
+    finally:
+        compilecache.default_hooks.reset()
+        compilecache.reset()

@@ -42,10 +42,13 @@ def worker_env(cache: Path, inductor: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+SHARED_SECRET = "shared-secret-" + "0" * 18
+
+
 def shared_remote(url: str) -> dict[str, str]:
     """The settings of a worker that shares ``url`` as its remote tier, signed (an unsigned
-    remote is not read without COMPILECACHE_REMOTE_UNSIGNED)."""
-    return {"COMPILECACHE_REMOTE": url, "COMPILECACHE_SECRET": "shared-secret-" + "0" * 18}
+    remote is not read without COMPILECACHE_REMOTE_UNSIGNED); its directory is signed too."""
+    return {"COMPILECACHE_REMOTE": url, "COMPILECACHE_SECRET": SHARED_SECRET}
 
 
 def start_worker(model: str, env: dict[str, str], *options: str) -> subprocess.Popen[str]:

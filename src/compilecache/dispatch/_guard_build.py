@@ -93,8 +93,10 @@ def _same(value: Any) -> Any:
     return value
 
 
-#: ``(path, array) -> dims``: dimensions to compile dynamic, by where the array is in the call.
-DimsHint = Callable[[Path, Any], Iterable[int]]
+#: ``(path, array, within) -> dims``: dimensions to compile dynamic, by where the array is in
+#: the call; ``within`` is the types of the state objects (caches) whose attributes lead to it,
+#: outermost first (a static cache's tensors have a fixed length, a dynamic cache's grow).
+DimsHint = Callable[[Path, Any, tuple[type, ...]], Iterable[int]]
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,7 @@ class GuardBuilder:
         self._static = False  # walking a global or closure value: nothing becomes dynamic
         self._watch = DeathWatch()
         self._torch_paths: list[Path] = []
+        self._within: tuple[type, ...] = ()  # the state objects being walked, outermost first
 
     @property
     def watch(self) -> DeathWatch:
@@ -205,7 +208,13 @@ class GuardBuilder:
             return
         if kind is int:
             self._add(path, K.TYPE, int, 1)
-            if not self._static and self._shapes.int_is_dynamic(path, value, mode=self._mode):
+            # Ints inside a state object (a cache's length, its batch size) size that state:
+            # static, so that another value is another specialization, not a dynamic int.
+            if (
+                not self._static
+                and not self._within
+                and self._shapes.int_is_dynamic(path, value, mode=self._mode)
+            ):
                 self.leaves.append(LeafSpec(path, "dynamic-int", int))
             else:
                 self._add(path, K.EQUALS, value, 2)
@@ -263,8 +272,12 @@ class GuardBuilder:
             # At the object's depth: which attributes it has is checked before any of them.
             names = (*path, ("attr", "__dict__"))
             self.guards.append(Guard(names, K.KEYSET, frozenset(state), len(path), 2))
-            for name, item in state.items():
-                self.value((*path, ("attr", name)), item)
+            outer, self._within = self._within, (*self._within, kind)
+            try:
+                for name, item in state.items():
+                    self.value((*path, ("attr", name)), item)
+            finally:
+                self._within = outer
             return
         # Anything else: the compiled code may depend on any of its attributes, which a guard
         # cannot enumerate without tracing, so only this very object matches. Weakly, where
@@ -322,7 +335,7 @@ class GuardBuilder:
         hint = self._dims.hint
         if hint is not None and not self._static:
             ndim = len(value.shape)
-            dynamic |= {d % ndim for d in hint(path, value) if -ndim <= d < ndim}
+            dynamic |= {d % ndim for d in hint(path, value, self._within) if -ndim <= d < ndim}
         dims, strides = self._shapes.array_dims(
             path,
             meta,

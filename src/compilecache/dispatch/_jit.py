@@ -48,8 +48,9 @@ def jit(fn: Callable[P, R] | None = None, **options: Any) -> Any:
     Python where no entry matches, with one warning; ``"raise"``: raise
     :class:`RecompileLimitExceeded`), ``reorder`` (move a hit entry to the front; default True),
     ``hooks`` (persistence, see :mod:`compilecache.dispatch`), ``dynamic_dims`` (a function
-    ``(path, array) -> dims`` naming, by where an array is in the call, dimensions compiled
-    dynamic from the first compile, as :func:`mark_dynamic` would; consulted only on a miss).
+    ``(path, array, within) -> dims`` naming, by where an array is in the call and the types
+    of the state objects it is inside, dimensions compiled dynamic from the first compile, as
+    :func:`mark_dynamic` would; consulted only on a miss).
 
     The wrapper keeps ``fn``'s name, docstring and signature. Usable as ``@jit``,
     ``@jit(backend=...)`` or ``jit(fn, ...)``.

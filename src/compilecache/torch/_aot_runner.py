@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from ._flat_plans import InputPlan
 from ._package import ExportUnsupported, Unflatten, output_builder, resolve_tensor
 from ._structures import carry_state_back
 
@@ -85,6 +86,7 @@ class AotRunner:
         self.package = package  # kept until saved, then dropped
         self._run = loader.run
         self._unflatten: Unflatten = output_builder(loader)
+        self._inputs = InputPlan()
         # The module's tensors, bound live and checked per call; captured ones are fixed.
         fqns = list(loader.get_constant_fqns())
         self._fqns: list[str] = [fqn for fqn in fqns if fqn not in layout.captured]
@@ -164,7 +166,10 @@ class AotRunner:
         if self.flat:
             flat = [*args, *map(kwargs.__getitem__, self.tensor_kwargs)] if kwargs else list(args)
             return self._unflatten(self._run(flat))
-        result = self._unflatten(self._run(_leaves(args, kwargs, self.kwarg_order)))
+        # Only tensors are inputs of the package: None, bools, ints and strings are constants
+        # of its specialization (export bakes them in; the guards check them).
+        root = (args, {name: kwargs[name] for name in self.kwarg_order})
+        result = self._unflatten(self._run(self._inputs(root)))
         return carry_state_back((args, kwargs), result)
 
 
@@ -199,12 +204,3 @@ def _tensor_check(tensors: list[torch.Tensor]) -> Callable[..., bool]:
 
 def _always(*tensors: Any) -> bool:
     return True
-
-
-def _leaves(args: tuple[Any, ...], kwargs: dict[str, Any], order: tuple[str, ...]) -> list[Any]:
-    from torch.utils._pytree import tree_leaves
-
-    # Only tensors are inputs of the package: None, bools, ints and strings are constants of
-    # its specialization (export bakes them in; the guards check them).
-    leaves = tree_leaves((args, {name: kwargs[name] for name in order}))
-    return [leaf for leaf in leaves if isinstance(leaf, torch.Tensor)]

@@ -9,6 +9,11 @@ one package. Automatic dynamic would compile each static first and dynamic on th
 (a decode package per prompt length until then); naming the dimensions makes the first
 compile dynamic. Sizes 0 and 1 stay static (torch.export specializes them): a one-token
 decode's sequence dimension is 1, and batch size 1 gets its own package on the first call.
+
+A static cache (``cache_implementation="static"``: a ``StaticCache`` of ``Static*`` layers)
+has a fixed length, ``max_cache_len``, which its code reads as an int: only its batch is
+dynamic, as is only the batch of the 4-dim attention mask generate makes for it. Its ints are
+static (every int inside a cache is), so another ``max_cache_len`` is another package.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ TOKEN_DIMS: dict[str, dict[int, tuple[int, ...]]] = {
 #: Arguments holding key/value caches: their 4-dim tensors are (batch, heads, sequence, size).
 CACHE_ARGUMENTS = frozenset({"past_key_values", "encoder_outputs"})
 _CACHE_DIMS = {4: (0, 2), 3: (0, 1)}
+#: A static cache's tensors (and the mask made for it): their length is the cache's, fixed.
+_BATCH_ONLY = (0,)
 
 
 def generates(module: torch.nn.Module) -> bool:
@@ -59,16 +66,20 @@ class GenerationDims:
             p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
         ]
 
-    def __call__(self, path: Path, value: Any) -> Iterable[int]:
+    def __call__(self, path: Path, value: Any, within: tuple[type, ...] = ()) -> Iterable[int]:
         if len(path) < 2 or path[0][0] != "arg":
             return ()
         name = self._name(path[0][1], path[1])
         if name is None:
             return ()
         ndim = len(value.shape)
+        if len(path) == 2 and name == "attention_mask" and ndim == 4:
+            return _BATCH_ONLY  # (batch, 1, query, cache length): made for a static cache
         if len(path) == 2 and name in TOKEN_DIMS:
             return TOKEN_DIMS[name].get(ndim, ())
         if name in CACHE_ARGUMENTS:
+            if any(kind.__name__.startswith("Static") for kind in within):
+                return _BATCH_ONLY if ndim >= 3 else ()
             return _CACHE_DIMS.get(ndim, ())
         return ()
 

@@ -165,7 +165,14 @@ class CompiledModule(torch.nn.Module):
         if getattr(value, "__self__", None) is module and not hasattr(torch.nn.Module, name):
             # The model's own method (generate, a helper that calls self(...)): its calls of
             # the model go through the compiled path while it runs.
-            return object.__getattribute__(self, "_cc_routing").routed(value)
+            routing = object.__getattribute__(self, "_cc_routing")
+            if name == "generate" and hasattr(
+                getattr(module, "generation_config", None), "disable_compile"
+            ):
+                # transformers compiles forward itself for static caches on accelerators
+                # (torch.compile of the model's __call__, which would trace the route).
+                return routing.routed(value, {"disable_compile": True})
+            return routing.routed(value)
         return value
 
     def __setattr__(self, name: str, value: Any) -> None:

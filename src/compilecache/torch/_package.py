@@ -86,7 +86,7 @@ def export_program(
         else:
             shapes[name] = dynamic_shapes(value, dims)
     try:
-        with _forward_signature(module, signature):
+        with _forward_signature(module, signature), _marks_restored(args, kwargs):
             program = torch.export.export(
                 module, args, kwargs, dynamic_shapes=shapes if dims else None, strict=strict
             )
@@ -113,6 +113,30 @@ def _explicit(signature: inspect.Signature, kwargs: dict[str, Any]) -> inspect.S
     kept = [p for p in parameters if p is not var_keyword]
     added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY) for name in extra]
     return signature.replace(parameters=[*kept, *added])
+
+
+@contextlib.contextmanager
+def _marks_restored(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[None]:
+    """While exporting: afterwards, the call's tensors carry the dynamo marks (``mark_dynamic``
+    and its kin, ``_dynamo_*`` attributes) they had before. torch.export marks the dims it is
+    given dynamic on the caller's tensors and leaves the marks there; after an export that
+    failed, the fallback's torch.compile would read them as the user's and raise a
+    ConstraintViolationError where the export's guess was wrong."""
+    from torch.utils import _pytree as pytree
+
+    tensors = [
+        leaf for leaf in pytree.tree_leaves((args, kwargs)) if isinstance(leaf, torch.Tensor)
+    ]
+    before = [{name: value for name, value in vars(t).items() if "dynamo" in name} for t in tensors]
+    try:
+        yield
+    finally:
+        for tensor, marks in zip(tensors, before, strict=True):
+            state = vars(tensor)
+            for name in [name for name in state if "dynamo" in name]:
+                if name not in marks:
+                    del state[name]
+            state.update(marks)
 
 
 @contextlib.contextmanager
@@ -315,7 +339,9 @@ def output_builder(loader: Any) -> Unflatten:
         return _first
     if spec.type is tuple and all(child.is_leaf() for child in _children(spec)):
         return tuple
-    return lambda flat: pytree.tree_unflatten(flat, spec)
+    from ._flat_plans import OutputPlan
+
+    return OutputPlan(spec)
 
 
 def _children(spec: Any) -> list[Any]:

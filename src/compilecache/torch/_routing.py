@@ -78,11 +78,15 @@ class Routing:
             if self._holds == 0 and self.module.__dict__.get("_compiled_call_impl") == self.route:
                 del self.module.__dict__["_compiled_call_impl"]
 
-    def routed(self, method: Callable[..., Any]) -> Callable[..., Any]:
+    def routed(
+        self, method: Callable[..., Any], defaults: dict[str, Any] | None = None
+    ) -> Callable[..., Any]:
         """``method`` (a bound method of the module) with the module's calls routed while it
-        runs."""
+        runs; ``defaults``: keyword arguments passed unless the caller gives them."""
 
         def call(*args: Any, **kwargs: Any) -> Any:
+            if defaults:
+                kwargs = {**defaults, **kwargs}
             self.hold()
             try:
                 return method(*args, **kwargs)
