@@ -153,7 +153,7 @@ def test_a_group_writable_cache_directory_is_never_loaded_from(tmp_path: Path) -
     assert compiles(log_of(tmp_path)) == 8, "entries were loaded from a group-writable directory"
     assert entries_of(cache) == stored, "an untrusted directory was written"
     assert printed.count("can write it") == 1, printed
-    assert str(cache) in printed and "mode 0770" in printed and "chmod 700" in printed
+    assert str(cache) in printed and "mode 0770" in printed and "move" in printed
     with pytest.raises(UntrustedDirectoryError, match="its group can write it"):
         DiskStore(cache)
     # A planted file directly under a private directory is found too.
@@ -198,6 +198,29 @@ def test_a_cache_directory_owned_by_another_user_is_never_loaded_from(
     report = cli_json(cache, "stats")
     assert report["trust"][0]["trusted"] is False
     assert report["since"] is None  # the counters in an untrusted directory are not read
+    zero = cli(cache, "stats", "--zero")
+    assert zero.exit_code != 0 and "nothing zeroed" in zero.output
+    page = cli(cache, "report", "--html", str(cache.parent / "r.html"))
+    assert page.exit_code != 0 and "no report" in page.output
+
+
+def test_a_planted_payload_file_is_not_loaded(tmp_path: Path, other_user: int) -> None:
+    store = DiskStore(tmp_path / "cache")
+    store.put("big", b"x" * (64 * 1024))  # in a payload file under data/
+    (payload,) = list((tmp_path / "cache" / "data").rglob("*.val"))
+    os.chown(payload, other_user, -1)
+    assert store.get("big") is None
+    assert store.stats().corrupt == 1
+
+
+def test_a_cache_under_a_directory_others_can_rename_in_is_not_trusted(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(UntrustedDirectoryError, match="above the cache, has mode 0777"):
+        DiskStore(shared / "cache")
+    shared.chmod(0o1777)  # sticky, as /tmp: others cannot rename what they do not own
+    DiskStore(shared / "cache").close()
 
 
 def test_new_store_directories_are_private_under_a_loose_umask(tmp_path: Path) -> None:
@@ -297,6 +320,18 @@ def test_passwords_are_redacted_from_urls() -> None:
         "rediss://:***@cache/1?ssl_ca_certs=/x"
     )
     assert redact_url("redis://cache:6379/0") == "redis://cache:6379/0"
+    # Passwords with URL delimiters, and passwords in the query.
+    assert redact_url("redis://app:s3cr/t?x#y@cache/0") == "redis://app:***@cache/0"
+    assert (
+        redact_url("unix:///run/r.sock?password=pw&db=1") == "unix:///run/r.sock?password=***&db=1"
+    )
+    with pytest.raises(ConfigError) as bad:
+        from compilecache.stores import RedisStore
+
+        RedisStore("redis://app:s3cr/t@cache:port/0")
+    assert "s3cr" not in str(bad.value)
+    store = open_store(Config(dir=Path("/nonexistent/x"), remote="redis://app:s3cr/t@h:p/0"))
+    assert store.get("k") is None  # neither tier usable: skipped, not raised
     assert PASSWORD not in repr(Config(dir=Path("/x"), remote=f"redis://:{PASSWORD}@h/0"))
     with pytest.raises(ConfigError) as error:
         Config(dir=Path("/x"), remote=f"http://:{PASSWORD}@h/0")

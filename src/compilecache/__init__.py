@@ -71,8 +71,9 @@ def import_bundle(path: str, **options: object) -> object:
     :func:`compilecache.artifacts.import_bundle`)."""
     from .artifacts._bundle import import_bundle as _import
 
+    if "secret" not in options:  # the configuration's secrets, the previous one included
+        options.setdefault("previous_secret", Config.from_env().secret_previous)
     store, secret = _configured(options)
-    options.setdefault("previous_secret", Config.from_env().secret_previous)
     return _import(path, store=store, secret=secret, **options)  # type: ignore[arg-type]
 
 

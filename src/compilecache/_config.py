@@ -43,7 +43,6 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from ._errors import ConfigError
 
@@ -96,21 +95,26 @@ def default_cache_dir(environ: Mapping[str, str]) -> Path:
     return Path(environ.get("HOME") or "~").expanduser() / ".cache" / "compilecache"
 
 
-def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for logs, errors and reports.
+_SECRET_QUERY = re.compile(r"([?&][^=&#]*pass[^=&#]*=)[^&#]*", re.IGNORECASE)
 
-    >>> redact_url("redis://app:hunter2@cache:6379/0"), redact_url("redis://:pw@cache/1")
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for logs, errors and reports: the
+    password of the user information (cut by text, not parsed: a password may hold ``/``,
+    ``?`` or ``#``) and any query value whose name holds "pass" (``?password=``).
+
+    >>> redact_url("redis://app:hunter2@cache:6379/0"), redact_url("redis://:p/w@cache/1")
     ('redis://app:***@cache:6379/0', 'redis://:***@cache/1')
+    >>> redact_url("unix:///run/redis.sock?db=0&password=hunter2")
+    'unix:///run/redis.sock?db=0&password=***'
     """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unreadable URL>"
-    if parts.password is None:
-        return url
-    user, _, host = parts.netloc.rpartition("@")
-    name = user.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{name}:***@{host}"))
+    text = _SECRET_QUERY.sub(r"\1***", url)
+    scheme, separator, rest = text.partition("://")
+    at = rest.rfind("@")
+    if not separator or at < 0 or ":" not in rest[:at]:
+        return text
+    name = rest[:at].split(":", 1)[0]
+    return f"{scheme}://{name}:***@{rest[at + 1 :]}"
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import time
 import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .._locks import FileLock, Lock, RedisLock
@@ -438,7 +439,17 @@ def default_lock_factory(store: BaseStore, ttl: float) -> Callable[[str], Lock]:
             return lambda name: FileLock(directory, name, ttl=ttl)
     import tempfile
 
-    # One directory per user: a shared one in /tmp would let other users hold our locks.
+    # One directory per user, private: a shared one in /tmp would let other users hold or
+    # break our locks. One that someone else made first (the name is predictable) is not
+    # used: a fresh private one of this process is (locks then span only this process).
+    from ..stores._private_dir import directory_problem, make_private_directory
+
     user = os.geteuid() if hasattr(os, "geteuid") else "user"
-    fallback = f"{tempfile.gettempdir()}/compilecache-locks-{user}"
+    fallback = Path(tempfile.gettempdir()) / f"compilecache-locks-{user}"
+    try:
+        make_private_directory(fallback)
+        if directory_problem(fallback) is not None:
+            fallback = Path(tempfile.mkdtemp(prefix="compilecache-locks-"))
+    except OSError:
+        fallback = Path(tempfile.mkdtemp(prefix="compilecache-locks-"))
     return lambda name: FileLock(fallback, name, ttl=ttl)

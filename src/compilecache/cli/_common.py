@@ -73,6 +73,15 @@ def open_configured(directory: str | None, remote: str | None) -> tuple[Config, 
     return config, open_store(config)
 
 
+def untrusted_local(config: Config) -> str | None:
+    """Why the configuration's local directory is not trusted (docs/trust.md), or None: a
+    command then neither reads nor writes its counters."""
+    from ..stores._trust import local_trust
+
+    decision = local_trust(config.dir)
+    return None if decision.trusted else str(decision)
+
+
 def check_remote(url: str, timeout: float = 3.0) -> None:
     from .._errors import BackendError
 
@@ -83,12 +92,18 @@ def check_remote(url: str, timeout: float = 3.0) -> None:
             "a remote tier is configured but redis-py is not installed: "
             "pip install 'compilecache[redis]'"
         ) from None
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    from .._config import redact_url
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    except (ValueError, TypeError) as error:
+        raise BackendError(
+            f"the remote tier {redact_url(url)} is not a URL redis-py can read "
+            f"({type(error).__name__}): percent-encode special characters of the password"
+        ) from None
     try:
         client.ping()
     except Exception as error:
-        from .._config import redact_url
-
         if isinstance(error, redis.AuthenticationError):
             raise BackendError(
                 f"the remote tier {redact_url(url)} refused the credentials ({error}): check "

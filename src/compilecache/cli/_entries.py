@@ -16,6 +16,7 @@ from ._common import (
     human_size,
     json_option,
     open_configured,
+    untrusted_local,
     with_store_options,
 )
 
@@ -32,8 +33,9 @@ SORTS = {
 def _loads(config: Any) -> dict[str, tuple[int, float]]:
     from ..telemetry import CountersDB
 
-    db = CountersDB(config.dir)
-    return db.entry_loads()
+    if untrusted_local(config) is not None:
+        return {}  # the counters of a directory that is not the user's alone are not read
+    return CountersDB(config.dir).entry_loads()
 
 
 @click.command("ls")

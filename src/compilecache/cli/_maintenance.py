@@ -17,6 +17,7 @@ from ._common import (
     parse_age,
     progress_bar,
     size_option,
+    untrusted_local,
     with_store_options,
 )
 from ._main import EXIT_VERIFY
@@ -120,7 +121,8 @@ def clear(directory: str | None, remote: str | None, yes: bool) -> None:
     config, store = open_configured(directory, remote)
     disk: Any = disk_store_of(store)
     if disk is None:
-        raise CacheUsageError("this store has no local disk store to clear")
+        why = untrusted_local(config)
+        raise CacheUsageError(why or "this store has no local disk store to clear")
     count = disk.stats().entries
     if not yes:
         click.confirm(f"Remove all {count} values from {config.dir}?", abort=True)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from ._common import configuration, with_store_options
+from .._errors import CacheUsageError
+from ._common import configuration, untrusted_local, with_store_options
 
 
 @click.command()
@@ -27,6 +28,9 @@ def report(directory: str | None, remote: str | None, html_path: str) -> None:
     from ..telemetry._html_report import render
 
     config = configuration(directory, remote)
+    why = untrusted_local(config)
+    if why is not None:
+        raise CacheUsageError(f"no report: the {why}")
     page = render(CountersDB(config.dir), store=str(config.dir))
     target = Path(html_path)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,15 @@ from typing import Any
 import click
 
 from .._config import redact_url
-from ._common import emit_json, human_size, json_option, open_configured, with_store_options
+from .._errors import CacheUsageError
+from ._common import (
+    emit_json,
+    human_size,
+    json_option,
+    open_configured,
+    untrusted_local,
+    with_store_options,
+)
 
 TIER_COLUMNS = ("hits", "misses", "errors", "rejected", "corrupt", "writes")
 
@@ -69,6 +77,9 @@ def stats(directory: str | None, remote: str | None, as_json: bool, zero: bool) 
     if zero:
         from ..telemetry import CountersDB
 
+        why = untrusted_local(config)
+        if why is not None:
+            raise CacheUsageError(f"nothing zeroed: the {why}")
         CountersDB(config.dir).zero()
         if as_json:
             emit_json({"zeroed": True})
@@ -88,13 +99,20 @@ def show(report: dict[str, Any]) -> None:
     from ._common import console, human_age
 
     out = console()
+    from rich.text import Text
+
+    # Paths and URLs as text, not markup: a directory may be named "x[/b]".
     out.print(
-        f"[bold]compilecache[/bold] store {report['store']}"
-        + (f" + remote {report['remote']}" if report["remote"] else "")
+        Text("compilecache", style="bold"),
+        Text(
+            f"store {report['store']}"
+            + (f" + remote {report['remote']}" if report["remote"] else "")
+        ),
     )
     for decision in report["trust"]:
-        verdict = "trusted" if decision["trusted"] else "[yellow]skipped[/yellow]"
-        out.print(f"{decision['tier']} tier {decision['location']}: {verdict}: {decision['why']}")
+        verdict = "trusted" if decision["trusted"] else "skipped"
+        line = f"{decision['tier']} tier {decision['location']}: {verdict}: {decision['why']}"
+        out.print(Text(line, style="" if decision["trusted"] else "yellow"))
     if report["since"]:
         out.print(f"counters since {human_age(report['since'])}")
     table = Table("tier", *TIER_COLUMNS, "hit rate", "entries", "size")

@@ -119,7 +119,9 @@ class DiskStore(BaseStore):
             raise ConfigError(f"DiskStore: low_water must be in (0, 1], got {low_water!r}")
         if type(inline_limit) is not int or inline_limit < 0:
             raise ConfigError(f"DiskStore: inline_limit must be an int >= 0, got {inline_limit!r}")
-        self.root = Path(path)
+        # Resolved once: every later path is under the directory that was checked, even if a
+        # link on the way is pointed elsewhere afterwards.
+        self.root = Path(os.path.realpath(path))
         self._root = os.fspath(self.root)
         try:
             make_private_directory(self.root)

@@ -18,6 +18,8 @@ from . import _frame
 from ._private_dir import make_private_directory
 
 DATA_DIR = "data"
+_USER = os.geteuid() if hasattr(os, "geteuid") else None
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # a planted link is not followed
 SUFFIX = ".val"
 
 
@@ -66,13 +68,20 @@ def read_payload_file(root: str, relative: str, tag: bytes) -> bytes:
     pathlib's joining costs more than a cached hit's whole database lookup).
 
     Raises ``FileNotFoundError`` if it is gone and :class:`CorruptEntryError` if it fails its
-    frame checks (including a file longer or shorter than its header says).
+    frame checks (including a file longer or shorter than its header says), or if someone
+    other than the current user owns it or can write it (a planted file: docs/trust.md).
     """
-    fd = os.open(f"{root}/{relative}", os.O_RDONLY)
+    fd = os.open(f"{root}/{relative}", os.O_RDONLY | _NOFOLLOW)
     try:
+        info = os.fstat(fd)
+        if _USER is not None and (info.st_uid != _USER or info.st_mode & 0o022):
+            raise CorruptEntryError(
+                f"entry file {relative} is owned by uid {info.st_uid} with mode "
+                f"{info.st_mode & 0o777:04o}: not written by this user, not loaded"
+            )
         header = _frame.parse_header(os.read(fd, _frame.HEADER_SIZE + len(tag)), tag)
         expected = header.size + header.length
-        actual = os.fstat(fd).st_size
+        actual = info.st_size
         if actual != expected:
             raise CorruptEntryError(
                 f"entry file is {actual} bytes, its header says {expected}: truncated or extended"

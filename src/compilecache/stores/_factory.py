@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._config import Config
-from .._errors import UntrustedDirectoryError
+from .._errors import ConfigError
 from ._base import BaseStore
 from ._codec_store import CodecStore
 from ._codecs import Signing
@@ -23,8 +23,9 @@ def open_store(config: Config | None = None) -> BaseStore:
 
     A tier that cannot be trusted (docs/trust.md) is left out, logged once at WARNING and
     recorded in :func:`skipped_tiers`: a local directory that is not the user's alone, an
-    unsigned remote without ``remote_unsigned``. Never raises for that: with no tier left, the
-    store holds nothing and every process compiles.
+    unsigned remote without ``remote_unsigned``; so is a tier that cannot be opened (a
+    directory that cannot be created, a URL redis-py cannot read). Never raises for that:
+    with no tier left, the store holds nothing and every process compiles.
     """
     config = config or Config.from_env()
     if config.disable:
@@ -38,7 +39,7 @@ def open_store(config: Config | None = None) -> BaseStore:
     tiers: list[BaseStore] = []
     try:
         tiers.append(signed(DiskStore(config.dir, max_bytes=config.max_size)))
-    except UntrustedDirectoryError as error:
+    except ConfigError as error:  # not the user's alone, or not usable at all
         record_skip(TierTrust("local", str(config.dir), False, str(error)))
     remote = remote_trust(config)
     if remote is not None and not remote.trusted:
@@ -46,7 +47,10 @@ def open_store(config: Config | None = None) -> BaseStore:
     elif remote is not None and config.remote:
         from ._redis import RedisStore
 
-        tiers.append(signed(RedisStore(config.remote)))
+        try:
+            tiers.append(signed(RedisStore(config.remote)))
+        except ConfigError as error:
+            record_skip(TierTrust("remote", remote.location, False, str(error)))
     if not tiers:
         return NullStore(name="no trusted tier")
     if len(tiers) == 1:

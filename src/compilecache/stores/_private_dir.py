@@ -19,17 +19,15 @@ _CHECKED_SUBDIRECTORY = "data"
 
 
 def make_private_directory(path: Path, inside: Path | None = None) -> None:
-    """Create ``path`` if needed, with mode 0700 for each directory created here: every
-    missing one below ``inside`` when given (so that a umask of 002 does not leave group-
-    writable directories in a store), else ``path`` itself (missing parents outside the store
-    get the default mode). An existing directory is left as it is: :func:`directory_problem`
+    """Create ``path`` if needed, each directory created here (missing parents too, below
+    ``inside`` when given) with mode 0700, so that a umask of 002 does not leave writable
+    directories on the way. An existing directory is left as it is: :func:`directory_problem`
     judges it."""
     if path.is_dir():
         return
-    top = inside if inside is not None else path.parent
-    top.mkdir(parents=True, exist_ok=True)
-    for level in reversed([path, *path.parents]):
-        if level == top or top not in level.parents:
+    missing = [level for level in [path, *path.parents] if not level.is_dir()]
+    for level in reversed(missing):
+        if inside is not None and inside not in level.parents and level != inside:
             continue
         try:
             level.mkdir(mode=PRIVATE_MODE)
@@ -38,13 +36,21 @@ def make_private_directory(path: Path, inside: Path | None = None) -> None:
 
 
 def directory_problem(path: Path) -> str | None:
-    """Why ``path`` is not private, in words with the fix, or None if it is."""
+    """Why ``path`` is not private, in words, or None if it is. ``path`` should be resolved
+    (no symbolic links), as :class:`DiskStore` resolves its root once: a link checked here
+    could be pointed elsewhere afterwards."""
     if not hasattr(os, "geteuid"):
         return None
     user = os.geteuid()
+    if not path.is_dir():
+        return f"{path} is not a directory"
     problem = _entry_problem(path, user, follow=True)
     if problem is not None:
         return problem
+    for above in path.parents:
+        problem = _ancestor_problem(above, user)
+        if problem is not None:
+            return problem
     for parent in (path, path / _CHECKED_SUBDIRECTORY):
         try:
             children = list(os.scandir(parent))
@@ -62,9 +68,27 @@ def directory_problem(path: Path) -> str | None:
 def untrusted_directory_message(directory: Path, problem: str) -> str:
     return (
         f"{problem}; another user could plant code there, so nothing is loaded from it. Fix: "
-        f"chmod 700 {str(directory)!r} (owned by you), or set COMPILECACHE_DIR to a directory "
-        "of your own"
+        f"move {str(directory)!r} aside or remove it (anything in it may have been planted "
+        "while others could write it; compilecache makes a new one, private), or set "
+        "COMPILECACHE_DIR to a directory of your own. A directory above the cache must be "
+        "yours or root's, and not writable by others unless sticky (as /tmp is)"
     )
+
+
+def _ancestor_problem(path: Path, user: int) -> str | None:
+    """A directory above the cache: whoever can rename entries in it can swap the cache."""
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        return f"{path} cannot be read ({error.strerror})"
+    mode = stat.S_IMODE(info.st_mode)
+    if info.st_uid not in (user, 0):
+        return f"{path}, above the cache, is owned by {_user_name(info.st_uid)}"
+    # Writable by its group is allowed above the cache (a user-private group, umask 002);
+    # writable by everyone only with the sticky bit (as /tmp is).
+    if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+        return f"{path}, above the cache, has mode {mode:04o}: others can rename what it holds"
+    return None
 
 
 def _entry_problem(path: Path, user: int, *, follow: bool) -> str | None:

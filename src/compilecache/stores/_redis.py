@@ -134,8 +134,12 @@ class RedisStore(BaseStore):
                 retry=Retry(NoBackoff(), 0),
             )
         except (ValueError, TypeError) as error:
+            # (Not the parser's own message: it can quote part of the password.)
             raise ConfigError(
-                f"RedisStore: bad url {redact_url(url)!r}: {error}", setting="url"
+                f"RedisStore: redis-py cannot read the url {redact_url(url)!r} "
+                f"({type(error).__name__}): check the host and port, and percent-encode "
+                "special characters of the user and password (/ ? # @ :)",
+                setting="url",
             ) from None
         self._client = redis.Redis(connection_pool=self._pool)
         self._delete_if_unchanged = self._client.register_script(_DELETE_IF_UNCHANGED)

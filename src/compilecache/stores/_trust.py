@@ -10,6 +10,7 @@ and kept here, for ``stats`` and ``explain``.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +73,7 @@ def remote_trust(config: Config) -> TierTrust | None:
 
 def local_trust(directory: Path) -> TierTrust:
     """The decision for the local directory, read without creating or changing anything."""
-    problem = directory_problem(directory) if directory.exists() else None
+    problem = directory_problem(Path(os.path.realpath(directory))) if directory.exists() else None
     if problem is None:
         why = "yours alone" if directory.exists() else "created on first use, mode 0700"
         return TierTrust("local", str(directory), True, why)

@@ -80,7 +80,7 @@ class CountersDB:
     def _connect(self, busy_timeout: float | None = None) -> Iterator[sqlite3.Connection]:
         # A connection per operation: flushes are rare (seconds apart), and a short-lived
         # connection is fork-safe and holds no lock between flushes.
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         timeout = self._busy_timeout if busy_timeout is None else busy_timeout
         conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         try:
