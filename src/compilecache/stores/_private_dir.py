@@ -68,10 +68,11 @@ def directory_problem(path: Path) -> str | None:
 def untrusted_directory_message(directory: Path, problem: str) -> str:
     return (
         f"{problem}; another user could plant code there, so nothing is loaded from it. Fix: "
-        f"move {str(directory)!r} aside or remove it (anything in it may have been planted "
-        "while others could write it; compilecache makes a new one, private), or set "
+        f"chmod -R go-w {str(directory)!r} (and chown it to yourself) if you know what it "
+        "holds, else move it aside or remove it (anything in it may have been planted while "
+        "others could write it; compilecache makes a new one, mode 0700), or set "
         "COMPILECACHE_DIR to a directory of your own. A directory above the cache must be "
-        "yours or root's, and not writable by others unless sticky (as /tmp is)"
+        "yours or root's, and not writable by everyone unless sticky (as /tmp is)"
     )
 
 
@@ -103,13 +104,14 @@ def _entry_problem(path: Path, user: int, *, follow: bool) -> str | None:
     if stat.S_ISLNK(info.st_mode):
         return f"{path} is a symbolic link inside the cache directory"
     mode = stat.S_IMODE(info.st_mode)
+    owner = f"owner {_user_name(info.st_uid)}, mode {mode:04o}"
     if info.st_uid != user:
-        return f"{path} is owned by {_user_name(info.st_uid)}, not by you ({_user_name(user)})"
+        return f"{path} ({owner}) is owned by someone other than you ({_user_name(user)})"
     writers = [
         who for bit, who in ((stat.S_IWGRP, "its group"), (stat.S_IWOTH, "others")) if mode & bit
     ]
     if writers:
-        return f"{path} has mode {mode:04o}: {' and '.join(writers)} can write it"
+        return f"{path} ({owner}): {' and '.join(writers)} can write it"
     return None
 
 
