@@ -192,6 +192,29 @@ def test_a_static_cache_generation_runs_through_two_packages_and_equals_eager(
     assert cct.stats(again)["aot compiles"] == 0 and cct.stats(again)["aot loads"] == 2
 
 
+def test_assisted_decoding_equals_eager_with_its_varying_int_counted(store: CodecStore) -> None:
+    """Assisted decoding: an assistant proposes tokens, the model checks them in one call with
+    a cache that ``crop`` left as a view with gaps (made dense before the call, so every
+    length shares a package) and ``logits_to_keep`` = the number of candidates + 1, an int
+    that varies: that specialization runs under torch.compile, with the reason counted."""
+    model = _zoo.build("gpt2")
+    assistant = _zoo.build("gpt2")
+    with torch.no_grad():
+        for parameter in assistant.parameters():  # another model: it proposes wrong tokens too
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    options = {"assistant_model": assistant}
+    want = [generateworker.greedy(model, length, 1, **options) for length in (8, 5)]
+    fast = cct.compile(model, store=store)
+    assert [generateworker.greedy(fast, length, 1, **options) for length in (8, 5)] == want
+    stats = cct.stats(fast)
+    assert stats["eager_runs"] == 0 and len(stats["entries by mode"]) <= 5, stats
+    assert stats["hits"] > 3 * stats["misses"], stats
+    assert list(stats["fallbacks"]) == [
+        "an int input varies between calls (AOT packages bake ints in; pass it as a tensor, "
+        "or mark it static)"
+    ], stats
+
+
 def _sampled(model: Any, seed: int) -> list[list[int]]:
     torch.manual_seed(seed)
     with torch.no_grad():

@@ -384,11 +384,11 @@ def dense_order(value: Any, family: str, meta: Any) -> tuple[int, ...] | None:
         unit = int(value.itemsize)  # numpy strides count bytes
     else:
         return None  # a duck-typed array's stride unit is unknown
-    order = _memory_order(meta.shape, meta.strides)
+    order = memory_order(meta.shape, meta.strides)
     return order if is_dense(meta.shape, meta.strides, order, unit) else None
 
 
-def _memory_order(shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[int, ...]:
+def memory_order(shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[int, ...]:
     """The dimensions of size other than 1, innermost (smallest stride) first."""
     dims = [d for d in range(len(shape)) if shape[d] != 1]
     return tuple(sorted(dims, key=lambda d: (abs(strides[d]), -d)))
@@ -426,7 +426,7 @@ def layout_is_dense(value: Any, layout: tuple[str, tuple[int, ...]]) -> bool:
         ):
             return True
         shape, strides, unit = tuple(value.shape), tuple(value.strides), int(value.itemsize)
-    now = _memory_order(shape, strides)
+    now = memory_order(shape, strides)
     if not is_dense(shape, strides, now, unit):
         return False
     place = {dim: index for index, dim in enumerate(now)}

@@ -29,6 +29,7 @@ from ._generation import GenerationDims, generates
 from ._hooks import hooks_for
 from ._model_libraries import activate
 from ._routing import Routing, path_depth, routing_of
+from ._structures import densify_states
 
 
 def _adapter_for(target: Any, owner: type, name: str) -> types.FunctionType:
@@ -121,6 +122,8 @@ class CompiledModule(torch.nn.Module):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         flags = self._cc_training_flags()
+        if kwargs:
+            densify_states(kwargs.values())  # a cropped cache: dense, as eager's next cat
         path_depth.depth += 1  # the model's own calls inside run the model (see _routing)
         try:
             return self._cc_call(flags, *args, **kwargs)

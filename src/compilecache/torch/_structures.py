@@ -17,12 +17,13 @@ object in the result: the caller sees what eager mode gives.
 from __future__ import annotations
 
 import collections
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 
 from ..dispatch import Specialization
-from ..dispatch._guard_build import is_state_type
+from ..dispatch._guard_build import is_dense, is_state_type, memory_order
 
 #: Constants a call may pass besides tensors (guarded, baked into the package).
 SCALARS = (bool, int, float, str, type(None))
@@ -183,3 +184,37 @@ def merge_state(target: Any, new: Any, depth: int = 0) -> None:
 
 def _same_state_kind(old: Any, new: Any) -> bool:
     return old is not new and type(old) is type(new) and is_state_type(type(new))
+
+
+def densify_states(values: Iterable[Any]) -> None:
+    """Make dense the tensors of the state objects among ``values`` that are views with gaps
+    (what ``DynamicCache.crop`` leaves: assisted decoding, contrastive search): the same
+    values, one copy, as eager's next ``torch.cat`` of the cache makes anyway. Without this,
+    each cropped length has strides of its own, so a package of its own. Dense tensors (a
+    static cache's, in place) are never touched."""
+    for value in values:
+        if is_state_type(type(value)):
+            _densify(value, 0)
+
+
+def _densify(state: Any, depth: int) -> None:
+    if depth > _DEPTH:
+        return
+    attributes = getattr(state, "__dict__", None)
+    if type(attributes) is not dict:
+        return
+    for name, item in attributes.items():
+        if isinstance(item, torch.Tensor):
+            if not item.is_contiguous() and not _dense(item):
+                attributes[name] = item.contiguous()
+        elif isinstance(item, (list, tuple)):
+            for inner in item:
+                if is_state_type(type(inner)):
+                    _densify(inner, depth + 1)
+        elif is_state_type(type(item)):
+            _densify(item, depth + 1)
+
+
+def _dense(tensor: torch.Tensor) -> bool:
+    shape, strides = tuple(tensor.shape), tuple(tensor.stride())
+    return is_dense(shape, strides, memory_order(shape, strides), 1)
