@@ -208,13 +208,7 @@ class GuardBuilder:
             return
         if kind is int:
             self._add(path, K.TYPE, int, 1)
-            # Ints inside a state object (a cache's length, its batch size) size that state:
-            # static, so that another value is another specialization, not a dynamic int.
-            if (
-                not self._static
-                and not self._within
-                and self._shapes.int_is_dynamic(path, value, mode=self._mode)
-            ):
+            if not self._static and self._shapes.int_is_dynamic(path, value, mode=self._mode):
                 self.leaves.append(LeafSpec(path, "dynamic-int", int))
             else:
                 self._add(path, K.EQUALS, value, 2)

@@ -73,7 +73,9 @@ def plan_for(result: Any, flat: list[Any]) -> Build | None:
     return build if _same(build(flat), result, 0) else None
 
 
-def _plan(value: Any, places: dict[int, int], depth: int) -> Build:
+def _plan(value: Any, places: dict[int, int], depth: int, restored: bool = False) -> Build:
+    """``restored``: inside an object that transformers' generic unflatten makes again,
+    which restores every object within by ``__dict__`` too."""
     if depth > _DEPTH:
         raise _Unplannable
     place = places.get(id(value))
@@ -85,17 +87,21 @@ def _plan(value: Any, places: dict[int, int], depth: int) -> Build:
     if kind in _CONSTANTS:
         return lambda flat: value
     if kind is tuple or kind is list:
-        parts = [_plan(item, places, depth + 1) for item in value]
+        parts = [_plan(item, places, depth + 1, restored) for item in value]
         return lambda flat: kind(part(flat) for part in parts)
     if kind is dict:
-        items = [(key, _plan(item, places, depth + 1)) for key, item in value.items()]
+        items = [(key, _plan(item, places, depth + 1, restored)) for key, item in value.items()]
         return lambda flat: {key: part(flat) for key, part in items}
     if isinstance(value, OrderedDict) and hasattr(kind, "__dataclass_fields__"):
         # A transformers ModelOutput: made by keyword, as its own unflatten does.
-        fields = [(key, _plan(item, places, depth + 1)) for key, item in value.items()]
+        fields = [(key, _plan(item, places, depth + 1, restored)) for key, item in value.items()]
         return lambda flat: kind(**{key: part(flat) for key, part in fields})
-    if is_state_type(kind) and type(getattr(value, "__dict__", None)) is dict:
-        attributes = [(name, _plan(item, places, depth + 1)) for name, item in vars(value).items()]
+    if ((restored and not _has_slots(kind)) or _restored_by_dict(kind)) and type(
+        getattr(value, "__dict__", None)
+    ) is dict:
+        attributes = [
+            (name, _plan(item, places, depth + 1, True)) for name, item in vars(value).items()
+        ]
         new = object.__new__
 
         def make(flat: list[Any]) -> Any:
@@ -105,6 +111,28 @@ def _plan(value: Any, places: dict[int, int], depth: int) -> Build:
 
         return make
     raise _Unplannable
+
+
+def _restored_by_dict(kind: type) -> bool:
+    """Whether pytree makes a ``kind`` again by restoring its ``__dict__`` (transformers'
+    generic cache unflatten), so that a plan doing the same makes what pytree makes. Not a
+    type with slots (a slot is not in ``__dict__``), nor one whose own unflatten may derive
+    values (a length from a tensor's shape) that a plan would freeze."""
+    if not is_state_type(kind) or _has_slots(kind):
+        return False
+    from torch.utils import _pytree as pytree
+
+    node = pytree.SUPPORTED_NODES.get(kind)
+    unflatten = getattr(node, "unflatten_fn", None)
+    return (
+        getattr(unflatten, "__module__", "") == "transformers.exporters.exporter_dynamo"
+        and getattr(unflatten, "__name__", "") == "_pytree_unflatten"
+    )
+
+
+def _has_slots(kind: type) -> bool:
+    """Whether ``kind`` keeps data in slots (``ABC``'s empty ``__slots__`` keeps none)."""
+    return any(vars(k).get("__slots__") not in (None, ()) for k in kind.__mro__[:-1])
 
 
 def _same(made: Any, want: Any, depth: int) -> bool:

@@ -12,8 +12,9 @@ decode's sequence dimension is 1, and batch size 1 gets its own package on the f
 
 A static cache (``cache_implementation="static"``: a ``StaticCache`` of ``Static*`` layers)
 has a fixed length, ``max_cache_len``, which its code reads as an int: only its batch is
-dynamic, as is only the batch of the 4-dim attention mask generate makes for it. Its ints are
-static (every int inside a cache is), so another ``max_cache_len`` is another package.
+dynamic, as is only the batch of the 4-dim attention mask generate makes for it. Its ints
+(``max_cache_len``, the batch size it was made for) are guarded like any int: another value
+is another specialization, and one that varies again falls back (AOT packages bake ints in).
 """
 
 from __future__ import annotations

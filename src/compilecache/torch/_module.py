@@ -11,6 +11,7 @@ code, hyperparameters, tensor names, shapes and dtypes), never by its weights.
 from __future__ import annotations
 
 import functools
+import inspect
 import operator
 import types
 from collections.abc import Callable
@@ -169,9 +170,7 @@ class CompiledModule(torch.nn.Module):
             # The model's own method (generate, a helper that calls self(...)): its calls of
             # the model go through the compiled path while it runs.
             routing = object.__getattribute__(self, "_cc_routing")
-            if name == "generate" and hasattr(
-                getattr(module, "generation_config", None), "disable_compile"
-            ):
+            if name == "generate" and _takes_disable_compile(module, value):
                 # transformers compiles forward itself for static caches on accelerators
                 # (torch.compile of the model's __call__, which would trace the route).
                 return routing.routed(value, {"disable_compile": True})
@@ -347,6 +346,18 @@ def restore(model: torch.nn.Module) -> None:
         )
     routing.permanent = False
     routing.release()
+
+
+def _takes_disable_compile(module: Any, generate: Callable[..., Any]) -> bool:
+    """Whether ``generate`` is transformers' and takes ``disable_compile`` (the model's
+    generation config has the flag, and the method takes it or any keyword)."""
+    if not hasattr(getattr(module, "generation_config", None), "disable_compile"):
+        return False
+    try:
+        parameters = inspect.signature(generate).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind is p.VAR_KEYWORD or p.name == "disable_compile" for p in parameters)
 
 
 def _parts(compiled: Any) -> tuple[TorchBackend, Callable[..., Any]]:

@@ -85,7 +85,9 @@ class Routing:
         runs; ``defaults``: keyword arguments passed unless the caller gives them."""
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            if defaults:
+            # Not over a generation config the caller passed: its own settings win (transformers
+            # lets keyword arguments override the config, with a warning).
+            if defaults and "generation_config" not in kwargs:
                 kwargs = {**defaults, **kwargs}
             self.hold()
             try:

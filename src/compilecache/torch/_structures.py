@@ -187,11 +187,12 @@ def _same_state_kind(old: Any, new: Any) -> bool:
 
 
 def densify_states(values: Iterable[Any]) -> None:
-    """Make dense the tensors of the state objects among ``values`` that are views with gaps
-    (what ``DynamicCache.crop`` leaves: assisted decoding, contrastive search): the same
-    values, one copy, as eager's next ``torch.cat`` of the cache makes anyway. Without this,
-    each cropped length has strides of its own, so a package of its own. Dense tensors (a
-    static cache's, in place) are never touched."""
+    """Make dense the keys and values of transformers' dynamic cache layers among ``values``
+    that are views with gaps (what ``DynamicCache.crop`` leaves: assisted decoding,
+    contrastive search): the same values, one copy, as eager's next ``torch.cat`` of the cache
+    makes anyway. Without this, each cropped length has strides of its own, so a package of
+    its own. Nothing else is touched: a static layer's tensors, updated in place, or any
+    other state tensor a caller may hold a view of."""
     for value in values:
         if is_state_type(type(value)):
             _densify(value, 0)
@@ -203,9 +204,12 @@ def _densify(state: Any, depth: int) -> None:
     attributes = getattr(state, "__dict__", None)
     if type(attributes) is not dict:
         return
+    grows = _grows_by_concatenation(type(state))
     for name, item in attributes.items():
         if isinstance(item, torch.Tensor):
-            if not item.is_contiguous() and not _dense(item):
+            # Only a dynamic layer's keys and values, which eager replaces by torch.cat: any
+            # other state tensor may be updated in place through a view the caller holds.
+            if grows and name in _GROWN and not item.is_contiguous() and not _dense(item):
                 attributes[name] = item.contiguous()
         elif isinstance(item, (list, tuple)):
             for inner in item:
@@ -213,6 +217,15 @@ def _densify(state: Any, depth: int) -> None:
                     _densify(inner, depth + 1)
         elif is_state_type(type(item)):
             _densify(item, depth + 1)
+
+
+_GROWN = frozenset({"keys", "values"})
+
+
+def _grows_by_concatenation(kind: type) -> bool:
+    """transformers' dynamic layers (``DynamicLayer`` and subclasses), not static ones."""
+    names = {k.__name__ for k in kind.__mro__}
+    return "DynamicLayer" in names and "StaticLayer" not in names
 
 
 def _dense(tensor: torch.Tensor) -> bool:
