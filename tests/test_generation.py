@@ -284,3 +284,31 @@ def test_inplace_compile_routes_the_model_itself_until_restored(store: CodecStor
     assert generateworker.greedy(model, 8, 2) == want
     with pytest.raises(CacheUsageError, match="not compiled in place"):
         cct.restore(model)
+
+
+def test_a_sliding_window_cache_keeps_an_int_length_and_its_decode_falls_back_counted(
+    store: CodecStore,
+) -> None:
+    """Mistral's sliding-window cache returns its length (``cumulative_length``, symbolic in
+    the prefill package) as an output: it comes back as a Python int, as eager gives it.
+    Each decode step passes a new length, an int that AOTInductor cannot take as a dynamic
+    input, so decode falls back to torch.compile with the reason counted: tokens equal."""
+    from transformers import DynamicCache
+
+    model = _zoo.build("mistral-cache")
+    fast = cct.compile(model, store=store)
+    cache = DynamicCache(config=model.config)
+    with torch.no_grad():
+        out = fast(**generateworker.prompt(8, 2), past_key_values=cache, use_cache=True)
+    assert out.past_key_values is cache
+    length = cache.get_seq_length()
+    assert type(length) is int and length == 8, length
+    assert cct.stats(fast)["entries by mode"] == ["aot"], cct.stats(fast)
+    want = generateworker.greedy(model, 8, 2)
+    assert generateworker.greedy(fast, 8, 2) == want
+    stats = cct.stats(fast)
+    assert stats["eager_runs"] == 0 and "aot" in stats["entries by mode"], stats
+    assert list(stats["fallbacks"]) == [
+        "an int input varies between calls (AOT packages bake ints in; pass it as a tensor, "
+        "or mark it static)"
+    ], stats

@@ -346,6 +346,38 @@ def test_jit_entry_compile_seconds_include_the_compile(tmp_path: Path) -> None:
     assert hooks.stats.saved == 2
 
 
+class SlicedLayers(torch.nn.Module):
+    """Slices its ModuleList in forward, as transformers' decoders do (``self.layers[:n]``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = torch.nn.ModuleList(torch.nn.Linear(4, 4) for _ in range(2))
+
+    def forward(self, x: Any) -> Any:
+        for layer in self.layers[:2]:
+            x = layer(x)
+        return x
+
+
+def test_a_jit_entry_of_a_forward_that_slices_a_module_list_compiles_once(
+    store: DiskStore,
+) -> None:
+    """Slicing a ModuleList builds a new one, which fires the module registration hook the AOT
+    runners count registrations with. Traced by torch.compile, the counter was a global that
+    forward mutated, guarded on by value: every call recompiled (Mistral's decode hit Dynamo's
+    recompile limit of 8 and then ran eagerly)."""
+    from torch._dynamo.utils import counters
+
+    model = SlicedLayers().eval()
+    compiled = cct.compile(model, mode="jit", store=store)
+    x = torch.randn(3, 4)
+    before = counters["stats"]["unique_graphs"]
+    with torch.no_grad():
+        for _ in range(4):
+            assert close(compiled(x), model(x))
+    assert counters["stats"]["unique_graphs"] - before == 1
+
+
 # -- the wrapper as an nn.Module -----------------------------------------------------------------
 def test_parent_of_a_compiled_submodule_loads_its_state_dict(store: DiskStore) -> None:
     """A model holding a CompiledModule as a submodule cannot load its own state_dict: the

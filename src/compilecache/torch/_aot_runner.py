@@ -29,7 +29,12 @@ _registrations = [0]
 
 
 def _registered(*args: Any) -> None:
-    _registrations[0] += 1
+    # Not while torch.compile traces: forward itself registers modules when it slices a
+    # ModuleList (transformers' ``self.layers[:n]`` builds a new one per call). Traced, the
+    # counter would be a global that forward mutates, guarded on by value: a recompile per
+    # call until Dynamo's recompile limit, then eager.
+    if not torch.compiler.is_compiling():
+        _registrations[0] += 1
 
 
 for _register in (
@@ -54,7 +59,9 @@ class CallLayout:
     ``flat``: no nesting (every positional argument a tensor): no pytree flattening per call;
     ``constant_names``: the package's names of constants that differ from the module's
     (AOTInductor renames a plain tensor attribute ``scale`` to ``_tensor_constant0``);
-    ``captured``: constants forward itself made, by the package's name, bound by value.
+    ``captured``: constants forward itself made, by the package's name, bound by value;
+    ``int_outputs``: the positions of flat outputs that are symbolic ints in the program (a
+    cache's length: AOTInductor returns them as 0-dim tensors, the call gives Python ints).
     """
 
     kwarg_order: tuple[str, ...] = ()
@@ -62,6 +69,7 @@ class CallLayout:
     flat: bool = True
     constant_names: dict[str, str] = field(default_factory=dict)
     captured: dict[str, torch.Tensor] = field(default_factory=dict)
+    int_outputs: tuple[int, ...] = ()
 
 
 class AotRunner:
@@ -85,7 +93,7 @@ class AotRunner:
         self.tensor_kwargs = layout.tensor_kwargs
         self.package = package  # kept until saved, then dropped
         self._run = loader.run
-        self._unflatten: Unflatten = output_builder(loader)
+        self._unflatten: Unflatten = output_builder(loader, layout.int_outputs)
         self._inputs = InputPlan()
         # The module's tensors, bound live and checked per call; captured ones are fixed.
         fqns = list(loader.get_constant_fqns())

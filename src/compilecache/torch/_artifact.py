@@ -3,9 +3,10 @@
 ``CCTORCH1\n``, a 4-byte big-endian header length, a JSON header, then the payload.
 
 - AOT: ``{"mode": "aot", "kwargs": [...], "tensor kwargs": [...], "flat": bool,
-  "constants": {package name: module name}, "captured bytes": n}``; the payload is ``n``
-  bytes of the constants forward itself made (``torch.save`` of ``{package name: tensor}``,
-  read back with ``weights_only=True``), then the AOTInductor ``.pt2`` package.
+  "constants": {package name: module name}, "captured bytes": n,
+  "int outputs": [position]}``; the payload is ``n`` bytes of the constants forward itself
+  made (``torch.save`` of ``{package name: tensor}``, read back with ``weights_only=True``),
+  then the AOTInductor ``.pt2`` package.
 - JIT: ``{"mode": "jit", "fallback": reason or null, "export fails": bool}`` (``export
   fails``: the fallback holds for every shape); the payload is torch's cache artifacts.
 
@@ -69,6 +70,7 @@ def layout_header(layout: CallLayout) -> tuple[dict[str, Any], bytes]:
         "constants": layout.constant_names,
         "captured bytes": len(captured),
         "captured devices": {name: str(t.device) for name, t in layout.captured.items()},
+        "int outputs": list(layout.int_outputs),
     }
     return header, captured
 
@@ -82,6 +84,9 @@ def read_layout(header: dict[str, Any], payload: memoryview) -> tuple[CallLayout
     names = header.get("constants") or {}
     size = header.get("captured bytes") or 0
     devices = header.get("captured devices") or {}
+    ints = header.get("int outputs") or []
+    if not isinstance(ints, list) or not all(type(i) is int and i >= 0 for i in ints):
+        raise TorchArtifactError("torch artifact int outputs are malformed")
     if not isinstance(names, dict) or not isinstance(devices, dict):
         raise TorchArtifactError("torch artifact constants are malformed")
     if type(size) is not int or not 0 <= size <= len(payload):
@@ -104,6 +109,7 @@ def read_layout(header: dict[str, Any], payload: memoryview) -> tuple[CallLayout
         flat=bool(header.get("flat", True)),
         constant_names={str(k): str(v) for k, v in names.items()},
         captured=captured,
+        int_outputs=tuple(ints),
     )
     return layout, payload[size:]
 

@@ -31,6 +31,7 @@ from ._package import (
     compile_package,
     constant_names,
     export_program,
+    int_outputs,
     open_loader,
 )
 from ._structures import SCALARS
@@ -165,6 +166,7 @@ class TorchBackend:
             flat=_flat(args, kwargs),
             constant_names={fqn: name for fqn, name in names.items() if name not in made},
             captured={fqn: made[name] for fqn, name in names.items() if name in made},
+            int_outputs=int_outputs(program),
         )
         package = compile_package(program, self.inductor_options)
         runner = self._runner(package, layout)

@@ -330,11 +330,41 @@ def resolve_tensor(module: torch.nn.Module, fqn: str) -> tuple[dict[str, Any], s
 Unflatten = Callable[[list[Any]], Any]
 
 
-def output_builder(loader: Any) -> Unflatten:
-    """Turn the runner's flat outputs back into forward's output structure."""
+def int_outputs(program: Any) -> tuple[int, ...]:
+    """The positions of the program's flat outputs that are symbolic ints (transformers'
+    sliding-window cache returns its length, ``cumulative_length``, as one)."""
+    from torch.fx.experimental.symbolic_shapes import is_concrete_int
+
+    found = []
+    for node in program.graph.nodes:
+        if node.op != "output":
+            continue
+        for position, value in enumerate(node.args[0]):
+            meta = getattr(value, "meta", {}).get("val")
+            if isinstance(meta, torch.SymInt) and not is_concrete_int(meta):
+                found.append(position)
+    return tuple(found)
+
+
+def output_builder(loader: Any, ints: tuple[int, ...] = ()) -> Unflatten:
+    """Turn the runner's flat outputs back into forward's output structure; the outputs at
+    ``ints`` (0-dim tensors from the runner) become Python ints, as eager returns them."""
     from torch.utils import _pytree as pytree
 
     spec = pytree.treespec_loads(loader.get_call_spec()[1])
+    if ints:
+        rebuild = _plain_builder(spec)
+        return lambda flat: rebuild(_ints_restored(flat, ints))
+    return _plain_builder(spec)
+
+
+def _ints_restored(flat: list[Any], ints: tuple[int, ...]) -> list[Any]:
+    for position in ints:
+        flat[position] = int(flat[position])
+    return flat
+
+
+def _plain_builder(spec: Any) -> Unflatten:
     if spec.is_leaf():
         return _first
     if spec.type is tuple and all(child.is_leaf() for child in _children(spec)):

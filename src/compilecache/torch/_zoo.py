@@ -54,6 +54,17 @@ def _llama() -> torch.nn.Module:
     return transformers.LlamaForCausalLM(config)
 
 
+def _mistral() -> torch.nn.Module:
+    import transformers
+
+    config = transformers.MistralConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, vocab_size=100, max_position_embeddings=64, bos_token_id=0,
+        eos_token_id=0, sliding_window=6,
+    )  # fmt: skip
+    return transformers.MistralForCausalLM(config)
+
+
 def _bert() -> torch.nn.Module:
     import transformers
 
@@ -157,6 +168,7 @@ MODELS: dict[str, ZooModel] = {
         ZooModel("gpt2", "transformers", _gpt2, lambda b: _text(b, cache=False)),
         ZooModel("gpt2-cache", "transformers", _gpt2, lambda b: _text(b, cache=True)),
         ZooModel("llama-cache", "transformers", _llama, lambda b: _text(b, cache=True)),
+        ZooModel("mistral-cache", "transformers", _mistral, lambda b: _text(b, cache=True)),
         ZooModel("bert", "transformers", _bert, _text),
         ZooModel("t5", "transformers", _t5, _seq2seq),
         ZooModel("vit", "transformers", _vit, _pixels),
