@@ -157,10 +157,10 @@ def test_unexportable_model_falls_back_once_and_says_why(store: DiskStore) -> No
 
 
 def test_aot_mode_raises_naming_the_reason(store: DiskStore) -> None:
-    compiled = cct.compile(torchmodels.make("mlp"), mode="aot", store=store)
+    compiled = cct.compile(torchmodels.make("mlp").train(), mode="aot", store=store)
     x = torchmodels.example("mlp")
-    with pytest.raises(cct.AOTUnavailableError, match="needs gradients"):
-        compiled(x)  # grad enabled and the parameters require grad
+    with torch.no_grad(), pytest.raises(cct.AOTUnavailableError, match="training mode"):
+        compiled(x)  # train mode, and no gradients: neither inference nor training
 
 
 def test_function_compiles_ahead_of_time(store: DiskStore) -> None:

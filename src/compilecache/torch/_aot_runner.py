@@ -114,8 +114,8 @@ class AotRunner:
         self._holders = [holder for holder, _, _ in found]
         self._names = [name for _, name, _ in found]
         self._tensors = [tensor for _, _, tensor in found]
-        self._meta = [_meta(t) for t in self._tensors]
-        self._check = _tensor_check(self._tensors)
+        self._meta = [tensor_meta(t) for t in self._tensors]
+        self._check = tensor_check(self._tensors)
         self._seen = _registrations[0]
         if self._fqns or self._captured:
             # (constants, use the inactive buffer, check that every constant is given,
@@ -153,7 +153,7 @@ class AotRunner:
                 found = self._resolve()
             except ExportUnsupported as error:
                 raise StaleWeights(error.reason) from None
-            if [_meta(tensor) for _, _, tensor in found] != self._meta:
+            if [tensor_meta(tensor) for _, _, tensor in found] != self._meta:
                 raise StaleWeights(
                     "a parameter or buffer changed dtype, device, shape, layout or requires_grad"
                 )
@@ -181,7 +181,7 @@ class AotRunner:
         return carry_state_back((args, kwargs), result)
 
 
-def _meta(tensor: torch.Tensor) -> tuple[Any, ...]:
+def tensor_meta(tensor: torch.Tensor) -> tuple[Any, ...]:
     return (
         tensor.dtype,
         tensor.device,
@@ -191,7 +191,7 @@ def _meta(tensor: torch.Tensor) -> tuple[Any, ...]:
     )
 
 
-def _tensor_check(tensors: list[torch.Tensor]) -> Callable[..., bool]:
+def tensor_check(tensors: list[torch.Tensor]) -> Callable[..., bool]:
     """One C++ check of every bound tensor's dtype, device, sizes, strides and flags
     (torch's TensorGuards; about 0.1 us a tensor against several in Python)."""
     if not tensors:
@@ -199,8 +199,8 @@ def _tensor_check(tensors: list[torch.Tensor]) -> Callable[..., bool]:
     try:
         from torch._C._dynamo.guards import TensorGuards
     except ImportError:
-        expected = [_meta(t) for t in tensors]
-        return lambda *current: [_meta(t) for t in current] == expected
+        expected = [tensor_meta(t) for t in tensors]
+        return lambda *current: [tensor_meta(t) for t in current] == expected
     make: Any = TensorGuards
     guards = make(
         *tensors,

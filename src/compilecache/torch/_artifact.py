@@ -7,6 +7,9 @@
   "int outputs": [position]}``; the payload is ``n`` bytes of the constants forward itself
   made (``torch.save`` of ``{package name: tensor}``, read back with ``weights_only=True``),
   then the AOTInductor ``.pt2`` package.
+- AOT training: ``{"mode": "aot-train", "layout": {...}, "forward bytes": n}`` (the
+  layout: ``_train_capture.TrainLayout``); the payload is the forward package (``n`` bytes),
+  then the backward package.
 - JIT: ``{"mode": "jit", "fallback": reason or null, "export fails": bool}`` (``export
   fails``: the fallback holds for every shape); the payload is torch's cache artifacts.
 
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._aot_runner import CallLayout
+    from ._train_capture import TrainLayout
 
 MAGIC = b"CCTORCH1\n"
 
@@ -47,7 +51,7 @@ def unpack(data: bytes) -> tuple[dict[str, Any], memoryview]:
         header = json.loads(bytes(view[start : start + size]))
     except ValueError as error:
         raise TorchArtifactError(f"torch artifact header is not JSON: {error}") from None
-    if not isinstance(header, dict) or header.get("mode") not in ("aot", "jit"):
+    if not isinstance(header, dict) or header.get("mode") not in ("aot", "aot-train", "jit"):
         raise TorchArtifactError(f"torch artifact header is malformed: {header!r:.100}")
     return header, view[start + size :]
 
@@ -112,6 +116,27 @@ def read_layout(header: dict[str, Any], payload: memoryview) -> tuple[CallLayout
         int_outputs=tuple(ints),
     )
     return layout, payload[size:]
+
+
+def train_header(layout: TrainLayout, forward: bytes) -> dict[str, Any]:
+    """The header of a training entry (its payload: ``forward`` then the backward package)."""
+    return {"mode": "aot-train", "layout": layout.to_json(), "forward bytes": len(forward)}
+
+
+def read_train(header: dict[str, Any], payload: memoryview) -> tuple[TrainLayout, bytes, bytes]:
+    """The layout and the forward and backward packages of a training entry."""
+    from ._train_capture import TrainLayout
+
+    size = header.get("forward bytes")
+    if type(size) is not int or not 0 < size < len(payload):
+        raise TorchArtifactError("torch training artifact's package sizes are malformed")
+    try:
+        layout = TrainLayout.from_json(header.get("layout"))
+    except (TypeError, ValueError) as error:
+        raise TorchArtifactError(
+            f"torch training artifact's layout is malformed: {error}"
+        ) from None
+    return layout, bytes(payload[:size]), bytes(payload[size:])
 
 
 def _names(value: Any, what: str) -> tuple[str, ...]:

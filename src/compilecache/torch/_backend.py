@@ -2,11 +2,13 @@
 
 Modes: ``"aot"`` (export + AOTInductor; raise :class:`AOTUnavailableError` naming the reason
 when a call cannot be compiled ahead of time), ``"jit"`` (torch.compile), ``"auto"`` (AOT, and
-JIT for a specialization AOT cannot serve, with the reason recorded). A call is AOT-able when
-it is inference: grad disabled, or no input or parameter requires grad, and the module is in
-eval mode. Once export fails for a model because of its code (data-dependent control flow,
-unsupported constructs, a tensor that cannot be bound live), later specializations go straight
-to JIT: export is not retried per call. A failure caused by the call's inputs is not
+JIT for a specialization AOT cannot serve, with the reason recorded). A call that needs
+gradients (grad enabled, and an input or parameter requires grad) gets a training entry (a
+forward and a backward package, ``_train_capture``); any other call is inference, AOT-able
+when the module is in eval mode. Once export fails for a model because of its code
+(data-dependent control flow, unsupported constructs, a tensor that cannot be bound live),
+later specializations of the same kind (inference or training) go straight to JIT: export is
+not retried per call. A failure caused by the call's inputs is not
 remembered; ``CompiledModule.reset()`` forgets the others.
 """
 
@@ -35,6 +37,8 @@ from ._package import (
     open_loader,
 )
 from ._structures import SCALARS
+from ._train_capture import capture, compile_training
+from ._train_runner import TrainRunner
 
 MODES = ("auto", "aot", "jit")
 
@@ -86,6 +90,7 @@ class TorchBackend:
             "bypasses": collections.Counter(),
         }
         self.export_failure: str | None = None
+        self.train_failure: str | None = None  # the same, for calls that need gradients
         self._warned: set[str] = set()
         self._jit_module: Callable[..., Any] | None = None
         self._lock = threading.Lock()
@@ -101,13 +106,18 @@ class TorchBackend:
         args = example_args[1:]  # the first argument is the module's training flag
         if self.mode == "jit":
             return self._jit(None)
-        reason = self._aot_blocker(args, example_kwargs)
+        training = self._needs_gradients(args, example_kwargs)
+        reason = self._aot_blocker(training)
         if reason is None:
             try:
+                if training:
+                    return self._aot_train(args, example_kwargs, spec)
                 return self._aot(args, example_kwargs, spec)
             except ExportUnsupported as error:
                 reason = error.reason
-                if error.permanent:
+                if error.permanent and training:
+                    self.train_failure = reason
+                elif error.permanent:
                     # The code's doing (data-dependent control flow, a tensor that cannot be
                     # bound): every shape would fail the same way. Errors of this call's
                     # inputs (a wrong shape), or of dynamic dimensions that must be static,
@@ -138,21 +148,25 @@ class TorchBackend:
         """The artifact layer could not key a call of this model (it is not stored)."""
         self.stats["bypasses"][reason] += 1
 
-    def _aot_blocker(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    def _needs_gradients(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        if not torch.is_grad_enabled():
+            return False
+        from torch.utils._pytree import tree_leaves
+
+        return any(p.requires_grad for p in self.module.parameters()) or any(
+            isinstance(t, torch.Tensor) and t.requires_grad for t in tree_leaves((args, kwargs))
+        )
+
+    def _aot_blocker(self, training: bool) -> str | None:
+        if training:
+            return self.train_failure
         if self.export_failure is not None:
             return self.export_failure
         if any(m.training for m in self.module.modules()):
-            return "the module is in training mode (call .eval() for inference)"
-        if torch.is_grad_enabled():
-            from torch.utils._pytree import tree_leaves
-
-            if any(p.requires_grad for p in self.module.parameters()) or any(
-                isinstance(t, torch.Tensor) and t.requires_grad for t in tree_leaves((args, kwargs))
-            ):
-                return (
-                    "the call needs gradients (run under torch.no_grad() or "
-                    "torch.inference_mode() for inference)"
-                )
+            return (
+                "the module is in training mode without gradients (call .eval() for "
+                "inference, or enable grad to train)"
+            )
         return None
 
     def _aot(
@@ -179,6 +193,31 @@ class TorchBackend:
         )
         return runner
 
+    def _aot_train(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], spec: Specialization
+    ) -> TrainRunner:
+        # Compiling runs the forward graph on real examples, which draws from the random
+        # generators (dropout): their state is put back, so the call's masks are eager's.
+        with _generators_kept(self.module, args, kwargs):
+            plan, inputs = capture(self.module, args, kwargs, spec)
+            packages = compile_training(plan, inputs, self.inductor_options)
+        runner = self._train_runner(plan.layout, *packages)
+        runner.packages = packages
+        self.stats["aot compiles"] += 1
+        logger.info(
+            "%s: compiled a training step ahead of time (%d- and %d-byte packages)",
+            type(self.module).__qualname__,
+            *map(len, packages),
+        )
+        return runner
+
+    def _train_runner(self, layout: Any, forward: bytes, backward: bytes) -> TrainRunner:
+        try:
+            loaders = open_loader(forward), open_loader(backward)
+        except Exception as error:
+            raise ExportUnsupported(f"a training package does not load: {error}") from error
+        return TrainRunner(*loaders, self.module, layout)
+
     def _runner(self, package: bytes | memoryview, layout: CallLayout) -> AotRunner:
         try:
             loader = open_loader(bytes(package))
@@ -189,6 +228,7 @@ class TorchBackend:
     def forget_failures(self) -> None:
         """Let export be tried again (after the model changed)."""
         self.export_failure = None
+        self.train_failure = None
 
     def _jit(self, reason: str | None, *, ready: bool = False) -> JitRunner:
         with self._lock:
@@ -207,6 +247,14 @@ class TorchBackend:
             data = artifact.pack(header, captured + bytes(compiled.package))
             compiled.package = None  # the bytes are in the store now; do not hold them
             return data
+        if isinstance(compiled, TrainRunner):
+            if compiled.packages is None:
+                raise ValueError("this training entry's packages were already saved or loaded")
+            forward, backward = compiled.packages
+            compiled.packages = None
+            return artifact.pack(
+                artifact.train_header(compiled.layout, forward), forward + backward
+            )
         if isinstance(compiled, JitRunner):
             header = {
                 "mode": "jit",
@@ -214,6 +262,8 @@ class TorchBackend:
                 # The reason holds for every shape: a loading process need not try export.
                 "export fails": compiled.fallback_reason is not None
                 and compiled.fallback_reason == self.export_failure,
+                "training fails": compiled.fallback_reason is not None
+                and compiled.fallback_reason == self.train_failure,
                 "kwargs": [],
                 "flat": True,
             }
@@ -230,6 +280,14 @@ class TorchBackend:
                 raise artifact.TorchArtifactError(error.reason) from error
             self.stats["aot loads"] += 1
             return runner
+        if header["mode"] == "aot-train":
+            train_layout, forward, backward = artifact.read_train(header, payload)
+            try:
+                train = self._train_runner(train_layout, forward, backward)
+            except ExportUnsupported as error:
+                raise artifact.TorchArtifactError(error.reason) from error
+            self.stats["aot loads"] += 1
+            return train
         reason = header.get("fallback")
         if self.mode == "aot":
             raise artifact.TorchArtifactError("the stored entry is a JIT entry, and mode is aot")
@@ -238,8 +296,22 @@ class TorchBackend:
         if reason:
             if header.get("export fails") and self.export_failure is None:
                 self.export_failure = str(reason)
+            if header.get("training fails") and self.train_failure is None:
+                self.train_failure = str(reason)
             self.stats["fallbacks"][reason] += 1
         return self._jit(reason, ready=True)
+
+
+def _generators_kept(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Restore, on leaving, the state of the CPU generator and of the generators of the
+    accelerator the call's tensors are on."""
+    from torch.utils._pytree import tree_leaves
+
+    tensors = [*module.parameters(), *module.buffers(), *tree_leaves((args, kwargs))]
+    kinds = {t.device.type for t in tensors if isinstance(t, torch.Tensor)} - {"cpu", "meta"}
+    if not kinds:
+        return torch.random.fork_rng(devices=[])
+    return torch.random.fork_rng(device_type=sorted(kinds)[0])
 
 
 def _flat(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:

@@ -7,7 +7,8 @@ Prefill and decode differ in structure (an empty cache, one new token), so each 
 specialization; within each, every prompt length, cache length and batch size must share
 one package. Automatic dynamic would compile each static first and dynamic on the next size
 (a decode package per prompt length until then); naming the dimensions makes the first
-compile dynamic. Sizes 0 and 1 stay static (torch.export specializes them): a one-token
+compile dynamic (for calls without gradients: a training call starts static). Sizes 0 and 1
+stay static (torch.export specializes them): a one-token
 decode's sequence dimension is 1, and batch size 1 gets its own package on the first call.
 
 A static cache (``cache_implementation="static"``: a ``StaticCache`` of ``Static*`` layers)
@@ -62,13 +63,14 @@ class GenerationDims:
     signature."""
 
     def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module
         parameters = inspect.signature(module.forward).parameters.values()
         self.positional = [
             p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
         ]
 
     def __call__(self, path: Path, value: Any, within: tuple[type, ...] = ()) -> Iterable[int]:
-        if len(path) < 2 or path[0][0] != "arg":
+        if len(path) < 2 or path[0][0] != "arg" or self._training():
             return ()
         name = self._name(path[0][1], path[1])
         if name is None:
@@ -83,6 +85,11 @@ class GenerationDims:
                 return _BATCH_ONLY if ndim >= 3 else ()
             return _CACHE_DIMS.get(ndim, ())
         return ()
+
+    def _training(self) -> bool:
+        """A call that needs gradients (training batches keep their sizes, mostly: it starts
+        static, and automatic dynamic applies if they vary)."""
+        return torch.is_grad_enabled() and any(p.requires_grad for p in self.module.parameters())
 
     def _name(self, argument: str, step: tuple[Any, ...]) -> str | None:
         if argument == "kwargs" and step[0] == "key":

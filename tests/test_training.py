@@ -1,0 +1,238 @@
+"""Training through AOT packages: a call that needs gradients runs a forward and a backward
+package (mode ``"aot-train"``), with gradients, losses and optimizer steps equal to eager's,
+autograd's rules kept (accumulation, one backward per graph, no double backward), and a fresh
+process that loads both packages and compiles nothing. Real torch and AOTInductor compiles,
+kept few: the tests share one store, so each model's entry is compiled once."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from torchhelpers import require_torch, worker_env
+
+torch = require_torch()
+
+import compilecache.torch as cct  # noqa: E402
+import trainmodels  # noqa: E402
+from compilecache.stores import DiskStore  # noqa: E402
+from compilecache.torch import _artifact as artifact  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+WORKER = Path(__file__).with_name("trainworker.py")
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("training-store")
+
+
+@pytest.fixture
+def store(store_dir: Path) -> DiskStore:
+    return DiskStore(store_dir)
+
+
+def close(a: Any, b: Any, tol: float = 1e-5) -> bool:
+    return bool(a.shape == b.shape and (a - b).abs().max() <= tol)
+
+
+def test_gradients_equal_eager_for_parameters_and_inputs_and_frozen_ones_stay_none(
+    store: DiskStore,
+) -> None:
+    model, eager = trainmodels.build("mlp"), trainmodels.build("mlp")
+    fast = cct.compile(model, store=store)
+    x, target = trainmodels.batch("mlp")
+    x_eager = x.clone().requires_grad_()
+    x.requires_grad_()
+    trainmodels.loss(fast(x), target).backward()
+    trainmodels.loss(eager(x_eager), target).backward()
+    assert cct.stats(fast)["entries by mode"] == ["aot-train"], cct.stats(fast)
+    assert model.fc1.bias.grad is None and eager.fc1.bias.grad is None
+    for (name, mine), theirs in zip(model.named_parameters(), eager.parameters(), strict=True):
+        if mine.requires_grad:
+            assert close(mine.grad, theirs.grad), name
+    assert close(x.grad, x_eager.grad)
+
+
+@pytest.mark.parametrize("name", ["mlp", "transformer", "cnn", "dropout", "gpt2"])
+def test_twenty_optimizer_steps_track_eager(name: str, store: DiskStore) -> None:
+    """Parameters, BatchNorm's running statistics (and its step count, exactly), dropout's
+    masks (seeded per step: drawn from torch's generator, as eager draws them) and the
+    losses GPT-2 computes from ``labels`` inside forward, all as eager's."""
+    model, eager = trainmodels.build(name), trainmodels.build(name)
+    fast = cct.compile(model, store=store)
+    losses = trainmodels.train(fast, model.parameters(), name, 20)
+    want = trainmodels.train(eager, eager.parameters(), name, 20)
+    assert max(abs(a - b) for a, b in zip(losses, want, strict=True)) <= 1e-4, (losses, want)
+    assert losses[-1] < losses[0]  # it learned: the updates reached the module's parameters
+    for mine, theirs in zip(model.parameters(), eager.parameters(), strict=True):
+        assert close(mine, theirs, 1e-4)
+    for (buffer, mine), theirs in zip(model.named_buffers(), eager.buffers(), strict=True):
+        if buffer.endswith("num_batches_tracked"):
+            assert int(mine) == int(theirs) == 20
+        else:
+            assert close(mine, theirs, 1e-4), buffer
+    stats = cct.stats(fast)
+    assert stats["entries by mode"] == ["aot-train"] and stats["fallbacks"] == {}, stats
+    assert stats["aot compiles"] + stats["aot loads"] == 1, stats
+
+
+def test_dropout_masks_come_from_torchs_generator_and_the_backward_reuses_them(
+    store: DiskStore,
+) -> None:
+    model, eager = trainmodels.build("dropout"), trainmodels.build("dropout")
+    fast = cct.compile(model, store=store)
+    x, _ = trainmodels.batch("dropout")
+    outputs = {}
+    for seed in (7, 7, 8):
+        torch.manual_seed(seed)
+        outputs.setdefault(seed, []).append(fast(x))
+    assert torch.equal(outputs[7][0], outputs[7][1])
+    assert not torch.equal(outputs[7][0], outputs[8][0])
+    torch.manual_seed(7)
+    want = eager(x)
+    assert close(outputs[7][0], want)
+    outputs[7][0].sum().backward()
+    want.sum().backward()
+    for mine, theirs in zip(model.parameters(), eager.parameters(), strict=True):
+        assert close(mine.grad, theirs.grad)
+
+
+def test_several_outputs_keep_their_structure_and_only_differentiable_ones_carry_grads(
+    store: DiskStore,
+) -> None:
+    model, eager = trainmodels.build("several"), trainmodels.build("several")
+    fast = cct.compile(model, store=store)
+    x, _ = trainmodels.batch("several")
+    out, want = fast(x), eager(x)
+    assert list(out) == list(want) and out["classes"] == 4
+    assert out["y"].requires_grad and out["norm"].requires_grad
+    assert not out["best"].requires_grad and out["best"].dtype == torch.int64
+    assert torch.equal(out["best"], want["best"])
+    out["norm"].sum().backward()  # through one output only: the other's gradient is zero
+    want["norm"].sum().backward()
+    for mine, theirs in zip(model.parameters(), eager.parameters(), strict=True):
+        assert close(mine.grad, theirs.grad)
+
+
+def test_gradients_accumulate_and_autograd_refuses_a_second_or_double_backward(
+    store: DiskStore,
+) -> None:
+    model, eager = trainmodels.build("mlp"), trainmodels.build("mlp")
+    fast = cct.compile(model, store=store)
+    x, target = trainmodels.batch("mlp")
+    for _ in range(2):  # .grad accumulates, as in eager
+        trainmodels.loss(fast(x), target).backward()
+        trainmodels.loss(eager(x), target).backward()
+    assert close(model.fc2.weight.grad, eager.fc2.weight.grad)
+    # A gradient from .sum() is expanded (stride 0): the backward package reads it dense.
+    model.zero_grad()
+    eager.zero_grad()
+    fast(x).sum().backward()
+    eager(x).sum().backward()
+    assert close(model.fc1.weight.grad, eager.fc1.weight.grad)
+    value = trainmodels.loss(fast(x), target)
+    value.backward()
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        value.backward()
+    (grad,) = torch.autograd.grad(
+        trainmodels.loss(fast(x), target), model.fc2.weight, create_graph=True
+    )
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        grad.sum().backward()
+
+
+def test_calls_without_gradients_keep_using_inference_packages(store: DiskStore) -> None:
+    model = trainmodels.build("mlp")
+    fast = cct.compile(model, store=store)
+    x, target = trainmodels.batch("mlp")
+    trainmodels.loss(fast(x), target).backward()
+    fast.eval()
+    with torch.no_grad():
+        assert close(fast(x), model(x))
+    assert sorted(cct.stats(fast)["entries by mode"]) == ["aot", "aot-train"]
+
+
+class Hooked(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 4)
+        self.fc.register_forward_hook(lambda module, args, out: out * 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.fc(x).sum(dim=1)
+        return out
+
+
+def test_what_a_training_package_cannot_serve_falls_back_with_the_reason_warned_once(
+    store: DiskStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = Hooked()
+    fast = cct.compile(model, store=store)
+    with caplog.at_level(logging.WARNING, logger="compilecache.torch"):
+        for size in (3, 5):
+            x = torch.randn(size, 4)
+            model.zero_grad()
+            fast(x).sum().backward()
+            grad = model.fc.weight.grad.clone()
+            model.zero_grad()
+            model(x).sum().backward()  # eager, the hook included
+            assert close(grad, model.fc.weight.grad)
+    stats = cct.stats(fast)
+    (reason,) = stats["fallbacks"]
+    assert "hooks" in reason and set(stats["entries by mode"]) == {"jit"}, stats
+    assert sum("hooks" in record.getMessage() for record in caplog.records) == 1
+
+
+def test_a_fresh_process_trains_from_the_stored_packages_and_compiles_nothing(
+    tmp_path: Path,
+) -> None:
+    env = worker_env(tmp_path / "store", tmp_path / "inductor")
+    cold = run_worker("mlp", env)
+    assert cold["entries by mode"] == ["aot-train"] and cold["aot compiles"] == 1, cold
+    env = worker_env(tmp_path / "store", tmp_path / "inductor-empty")
+    warm = run_worker("mlp", env, "--forbid-compile")
+    assert warm["aot compiles"] == 0 and warm["aot loads"] == 1, warm
+    assert warm["entries by mode"] == ["aot-train"] and warm["fallbacks"] == {}, warm
+    assert warm["calls"] == {"export": 0, "aoti": 0, "torch.compile": 0}, warm
+    gaps = [abs(a - b) for a, b in zip(warm["losses"], warm["eager losses"], strict=True)]
+    assert max(gaps) <= 1e-4, warm
+
+
+def run_worker(name: str, env: dict[str, str], *options: str) -> dict[str, Any]:
+    process = subprocess.run(
+        [sys.executable, str(WORKER), name, *options],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert process.returncode == 0, process.stderr[-4000:]
+    return json.loads(process.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    "header, problem",
+    [
+        ({"mode": "aot-train", "layout": {}, "forward bytes": 4}, "layout"),
+        ({"mode": "aot-train", "layout": None, "forward bytes": 4}, "layout"),
+        ({"mode": "aot-train", "layout": {}, "forward bytes": 0}, "sizes"),
+        ({"mode": "aot-train", "layout": {}, "forward bytes": 99}, "sizes"),
+        ({"mode": "aot-train", "layout": {}, "forward bytes": "4"}, "sizes"),
+    ],
+)
+def test_a_malformed_training_entry_is_refused_with_what_is_wrong(
+    header: dict[str, Any], problem: str
+) -> None:
+    data = artifact.pack(header, b"x" * 10)
+    parsed, payload = artifact.unpack(data)
+    with pytest.raises(artifact.TorchArtifactError, match=problem):
+        artifact.read_train(parsed, payload)
