@@ -9,8 +9,7 @@ the runner needs to glue them (see ``_train_runner``). docs/training.md says wha
 
 What the glue cannot serve is refused here with a reason (the call falls back to
 torch.compile): outputs that alias inputs or each other, in-place updates of tensors that
-require grad or of metadata, sizes saved for the backward as ints, Python hooks on the
-module.
+require grad or of metadata, Python hooks on the module.
 """
 
 from __future__ import annotations
@@ -50,7 +49,9 @@ class TrainLayout:
     ``outputs``: the pytree spec of forward's result (``treespec_dumps``) and, per leaf,
     ``["tensor", n]`` (the forward package's ``n``-th output) or ``["constant", value]``;
     ``user_outputs``: how many of the forward package's outputs, after the updated inputs, are
-    the user's (the rest are saved for the backward); ``non_differentiable``: user outputs
+    the user's (the rest are saved for the backward: tensors, then ``sizes`` symbolic sizes,
+    which the backward package takes as the first dimension of empty tensors: AOTInductor
+    takes no int inputs); ``non_differentiable``: user outputs
     that carry no gradient;
     ``tangents``: per gradient the backward takes, ``[user output, contiguous, strides]``
     (strides ``None`` unless static and not contiguous).
@@ -59,6 +60,7 @@ class TrainLayout:
     tensors: list[str] = field(default_factory=list)
     inputs: list[int] = field(default_factory=list)
     mutated: list[int] = field(default_factory=list)
+    sizes: int = 0
     out_spec: str = ""
     out_leaves: list[list[Any]] = field(default_factory=list)
     user_outputs: int = 0
@@ -77,7 +79,8 @@ class TrainLayout:
         lists += [layout.non_differentiable, layout.tangents]
         if not all(isinstance(v, list) for v in lists):
             raise ValueError("the training layout's fields are malformed")
-        if type(layout.user_outputs) is not int or not isinstance(layout.out_spec, str):
+        counts = (layout.user_outputs, layout.sizes)
+        if not all(type(n) is int for n in counts) or not isinstance(layout.out_spec, str):
             raise ValueError("the training layout's counts are malformed")
         return layout
 
@@ -244,10 +247,6 @@ def _layout(wrapper: _Flattened, graphs: dict[str, Any]) -> TrainLayout:
         raise ExportUnsupported(
             "forward returns views of an intermediate, or has effects", permanent=True
         )
-    outputs = len(graphs["forward"][0].graph.find_nodes(op="output")[0].args[0])
-    symints = meta.symints_saved_for_backwards_slice
-    if range(*symints.indices(outputs)):
-        raise ExportUnsupported("the backward needs a size saved as an int (dynamic shapes)")
     plain = {OutputType.non_alias, OutputType.unsafe_view_alias}
     for info in meta.output_info:
         if info.output_type not in plain:
@@ -256,10 +255,24 @@ def _layout(wrapper: _Flattened, graphs: dict[str, Any]) -> TrainLayout:
                 f"({info.output_type.name})",
                 permanent=True,
             )
-    saved = meta.tensors_saved_for_backwards_slice
-    if saved.indices(outputs)[0] != len(mutated) + meta.num_outputs:
-        raise ExportUnsupported("the forward graph returns more than outputs and saved tensors")
+    # The forward returns [updated inputs, user outputs, saved tensors, saved sizes]; the
+    # backward takes [saved sizes, saved tensors, gradients]. (Read from the graphs: the
+    # metadata's slices are not kept up to date for saved sizes.)
     backward, backward_fakes = graphs["backward"]
+    sizes = next(
+        (i for i, v in enumerate(backward_fakes) if not isinstance(v, torch.SymInt)),
+        len(backward_fakes),
+    )
+    returned = [
+        getattr(node, "meta", {}).get("val")
+        for node in graphs["forward"][0].graph.find_nodes(op="output")[0].args[0]
+    ]
+    first_saved = len(mutated) + meta.num_outputs
+    kinds = [isinstance(v, torch.SymInt) for v in returned[first_saved:]]
+    if kinds != sorted(kinds) or sum(kinds) != sizes:
+        raise ExportUnsupported(
+            "the forward graph does not return the sizes the backward graph takes, last"
+        )
     tangents = []
     for node, fake in zip(backward.graph.find_nodes(op="placeholder"), backward_fakes, strict=True):
         desc = node.meta.get("desc")
@@ -280,6 +293,7 @@ def _layout(wrapper: _Flattened, graphs: dict[str, Any]) -> TrainLayout:
         tensors=[name[len(_WRAPPED) :] for name in names],
         inputs=list(wrapper.inputs),
         mutated=mutated,
+        sizes=sizes,
         out_spec=pytree.treespec_dumps(wrapper.out_spec),
         out_leaves=wrapper.out_leaves,
         user_outputs=meta.num_outputs,
@@ -317,16 +331,48 @@ def compile_training(
     examples are what the forward package itself returns (so their strides are the ones the
     backward package will be given; an eager run of the graph may lay views out otherwise)."""
     configs = {**TRAIN_OPTIONS, **(options or {})}
-    forward = compile_package(_export(plan.forward, real_inputs, plan.forward_fakes), configs)
+    layout = plan.layout
+    forward_dims = [_symbolic_dims(fake) for fake in plan.forward_fakes]
+    forward = compile_package(_export(plan.forward, real_inputs, forward_dims), configs)
     with torch.no_grad():
-        examples = [t.clone() if i in plan.layout.mutated else t for i, t in enumerate(real_inputs)]
+        examples = [t.clone() if i in layout.mutated else t for i, t in enumerate(real_inputs)]
         outputs = list(open_loader(forward).run(examples))
-    start = len(plan.layout.mutated)
-    user = outputs[start : start + plan.layout.user_outputs]
-    saved = outputs[start + plan.layout.user_outputs :]
-    tangents = [_tangent(user[output], strides) for output, _, strides in plan.layout.tangents]
-    backward = _export(plan.backward, [*saved, *tangents], plan.backward_fakes)
+    start = len(layout.mutated)
+    end = len(outputs) - layout.sizes
+    user = outputs[start : start + layout.user_outputs]
+    saved = outputs[start + layout.user_outputs : end]
+    carriers = [size_carrier(int(size), saved) for size in outputs[end:]]
+    tangents = [_tangent(user[output], strides) for output, _, strides in layout.tangents]
+    _sizes_from_carriers(plan.backward, layout.sizes)
+    backward_dims = [frozenset({0})] * layout.sizes
+    backward_dims += [_symbolic_dims(fake) for fake in plan.backward_fakes[layout.sizes :]]
+    backward = _export(plan.backward, [*carriers, *saved, *tangents], backward_dims)
     return forward, compile_package(backward, configs)
+
+
+def size_carrier(size: int, like: list[torch.Tensor]) -> torch.Tensor:
+    """An empty tensor whose first dimension is ``size``: how a size reaches a package."""
+    device = like[0].device if like else None
+    return torch.empty((size, 0), device=device)
+
+
+def _sizes_from_carriers(gm: Any, sizes: int) -> None:
+    """Replace the graph's first ``sizes`` inputs (ints) by tensors whose first dimension
+    they are."""
+    for node in gm.graph.find_nodes(op="placeholder")[:sizes]:
+        with gm.graph.inserting_before(node):
+            carrier = gm.graph.placeholder(f"{node.name}_carrier")
+        with gm.graph.inserting_after(carrier):
+            size = gm.graph.call_function(torch.ops.aten.sym_size.int, (carrier, 0))
+        node.replace_all_uses_with(size)
+        gm.graph.erase_node(node)
+    gm.recompile()
+
+
+def _symbolic_dims(fake: Any) -> frozenset[int]:
+    return frozenset(
+        d for d, size in enumerate(getattr(fake, "shape", ())) if not isinstance(size, int)
+    )
 
 
 def _tangent(output: torch.Tensor, strides: list[int] | None) -> torch.Tensor:
@@ -337,18 +383,12 @@ def _tangent(output: torch.Tensor, strides: list[int] | None) -> torch.Tensor:
     ).fill_(1)
 
 
-def _export(gm: Any, examples: list[Any], fakes: list[Any]) -> Any:
-    """``torch.export`` of a traced graph, its symbolic dimensions kept dynamic."""
+def _export(gm: Any, examples: list[Any], dynamic: list[frozenset[int]]) -> Any:
+    """``torch.export`` of a traced graph, the ``dynamic`` dimensions of each input kept
+    dynamic (refused when export makes one static)."""
     from torch.export import Dim
 
-    shapes = []
-    for fake in fakes:
-        dims = {
-            d: Dim.AUTO
-            for d, size in enumerate(getattr(fake, "shape", ()))
-            if not isinstance(size, int)
-        }
-        shapes.append(dims or None)
+    shapes = [dict.fromkeys(sorted(dims), Dim.AUTO) or None for dims in dynamic]
     _views_as_reshapes(gm)
     gm.graph.eliminate_dead_code()
     gm.recompile()
@@ -365,10 +405,8 @@ def _export(gm: Any, examples: list[Any], fakes: list[Any]) -> Any:
             f"exporting a training graph failed: {_first_line(error)}"
         ) from error
     exported = [n.meta.get("val") for n in program.graph.find_nodes(op="placeholder")]
-    for fake, value in zip(fakes, exported[-len(fakes) :] if fakes else [], strict=True):
-        was = [isinstance(s, int) for s in getattr(fake, "shape", ())]
-        now = [isinstance(s, int) for s in getattr(value, "shape", ())]
-        if was != now:
+    for dims, value in zip(dynamic, exported[-len(dynamic) :] if dynamic else [], strict=True):
+        if dims != _symbolic_dims(value):
             raise ExportUnsupported("export made a dynamic dimension of a training graph static")
     return program
 

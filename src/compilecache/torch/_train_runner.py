@@ -21,7 +21,7 @@ from torch.autograd.function import once_differentiable
 
 from ._aot_runner import StaleWeights, _registrations, tensor_check, tensor_meta
 from ._package import ExportUnsupported, resolve_tensor
-from ._train_capture import TrainLayout
+from ._train_capture import TrainLayout, size_carrier
 
 
 class TrainRunner:
@@ -102,9 +102,11 @@ class _Step(torch.autograd.Function):
         start = len(layout.mutated)
         for position, value in zip(layout.mutated, results, strict=False):
             inputs[position].copy_(value)  # (no grad here: autograd runs forward without)
+        end = len(results) - layout.sizes
         user = results[start : start + layout.user_outputs]
         ctx.runner = runner
-        ctx.save_for_backward(*results[start + layout.user_outputs :])
+        ctx.save_for_backward(*results[start + layout.user_outputs : end])
+        ctx.sizes = [int(size) for size in results[end:]]
         if layout.non_differentiable:
             ctx.mark_non_differentiable(*(user[i] for i in layout.non_differentiable))
         return tuple(user)
@@ -117,7 +119,9 @@ class _Step(torch.autograd.Function):
             _laid_out(grads[output], contiguous, strides)
             for output, contiguous, strides in runner.layout.tangents
         ]
-        return (None, *runner.backward_run([*ctx.saved_tensors, *tangents]))
+        saved = ctx.saved_tensors
+        carriers = [size_carrier(size, saved) for size in ctx.sizes]
+        return (None, *runner.backward_run([*carriers, *saved, *tangents]))
 
 
 def _laid_out(grad: torch.Tensor, contiguous: bool, strides: list[int] | None) -> torch.Tensor:
