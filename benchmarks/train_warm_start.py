@@ -19,6 +19,7 @@ slower than torch.compile's; a cold compile at most 1.5x torch.compile's cold st
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -58,12 +59,17 @@ def run_case(name: str, steps: int, path: str) -> dict[str, Any]:
     elif name == "torch.compile":
         step = torch.compile(model)
     elif name == "precompile-save":
+        # The compiled function is forward's, unbound: it takes the module first.
         compiled = torch.compile(model.forward, fullgraph=True).aot_compile(((x,), {}))
-        compiled.save_compiled_function(path)
-        step = compiled
+        compiled.save_compiled_function(path, external_data={"model": model})
+        step = functools.partial(compiled, model)
     elif name == "precompile-load":
         with open(path, "rb") as file:
-            step = torch.compiler.load_compiled_function(file)
+            loaded = torch.compiler.load_compiled_function(
+                file, f_globals=vars(sys.modules[TinyTransformer.__module__]),
+                external_data={"model": model},
+            )  # fmt: skip
+        step = functools.partial(loaded, model)
     else:
         import compilecache.torch as cct
 

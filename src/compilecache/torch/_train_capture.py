@@ -15,6 +15,7 @@ require grad or of metadata, Python hooks on the module.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -169,6 +170,7 @@ def capture(
 
     try:
         with (
+            _tensor_hooks_refused(),
             tracing(TracingContext(fake_mode)),
             functorch_config.patch(force_non_lazy_backward_lowering=True),
         ):
@@ -220,6 +222,33 @@ def _refuse_hooks(module: torch.nn.Module) -> None:
                 "package would not run",
                 permanent=True,
             )
+
+
+_capture_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _tensor_hooks_refused() -> Iterator[None]:
+    """While tracing: a ``register_hook`` call in forward refuses the capture. Tracing would
+    drop the hook (it needs Python during backward), giving silently different grads."""
+    original: Any = torch.Tensor.register_hook
+    capturing = threading.get_ident()
+
+    def register_hook(self: torch.Tensor, hook: Any) -> Any:
+        if threading.get_ident() != capturing:  # another thread's own hook
+            return original(self, hook)
+        raise ExportUnsupported(
+            "forward registers a hook on a tensor (register_hook), which a backward package "
+            "would not run",
+            permanent=True,
+        )
+
+    with _capture_lock:  # one capture at a time patches the method
+        torch.Tensor.register_hook = register_hook  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            torch.Tensor.register_hook = original  # type: ignore[method-assign]
 
 
 def _data_dependent(error: BaseException) -> bool:
