@@ -32,6 +32,7 @@ def run(cache: Path, *args: str, **env: str | None) -> Any:
         "COMPILECACHE_DIR": str(cache),
         "COMPILECACHE_REMOTE": None,
         "COMPILECACHE_REMOTE_UNSIGNED": None,
+        "COMPILECACHE_REMOTE_READ_ONLY": None,
         "COMPILECACHE_SECRET": None,
         "COMPILECACHE_SECRET_PREVIOUS": None,
         "COMPILECACHE_CONFIG": None,

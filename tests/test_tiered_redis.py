@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from compilecache import ConfigError
 from compilecache.stores import CircuitBreaker, DiskStore, RedisStore, TieredStore
 from redisserver import RedisServer, redis_server_or_skip
 
@@ -81,3 +82,45 @@ def test_backfill_from_redis_into_an_empty_disk(tmp_path: Path, own_server: Redi
     assert second.get("shared") == b"compiled on machine a"  # now from machine b's disk
     assert second.tiers[0].get("shared") == b"compiled on machine a"
     second.close()
+
+
+def test_a_read_only_remote_is_read_and_never_written(tmp_path: Path, redis_url: str) -> None:
+    """COMPILECACHE_REMOTE_READ_ONLY: the remote tier serves what others published; what this
+    process compiles stays local, counted as the remote's skipped writes; and its compile
+    locks are file locks, not Redis ones (a lock there is a write too)."""
+    from compilecache import Config
+    from compilecache._locks import FileLock
+    from compilecache.artifacts._persistence import default_lock_factory
+    from compilecache.stores import open_store
+
+    writer = open_store(Config(dir=tmp_path / "w", remote=redis_url, remote_unsigned=True))
+    assert isinstance(writer, TieredStore)
+    writer.put("read-only-published", b"shared")
+    assert writer.flush(10)
+    settings = {
+        "COMPILECACHE_DIR": str(tmp_path / "r"),
+        "COMPILECACHE_REMOTE": redis_url,
+        "COMPILECACHE_REMOTE_UNSIGNED": "1",
+        "COMPILECACHE_REMOTE_READ_ONLY": "yes",
+    }
+    config = Config.from_env(settings)
+    assert config.remote_read_only and config.sources["COMPILECACHE_REMOTE_READ_ONLY"]
+    reader = open_store(config)
+    assert isinstance(reader, TieredStore)
+    assert reader.get("read-only-published") == b"shared"
+    reader.put("read-only-mine", b"local")
+    assert reader.flush(10)
+    assert reader.get("read-only-mine") == b"local"  # from its own directory
+    assert RedisStore(redis_url).get("read-only-mine") is None
+    assert reader.tiers[1].stats().write_skips >= 1
+    assert isinstance(default_lock_factory(reader, 5.0)("some-key"), FileLock)
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(
+        f'remote = "{redis_url}"\nremote_unsigned = true\nremote_read_only = true\n'
+    )
+    from_file = Config.from_env({"COMPILECACHE_CONFIG": str(config_file), "HOME": str(tmp_path)})
+    assert from_file.remote_read_only
+    with pytest.raises(ConfigError, match="COMPILECACHE_REMOTE_READ_ONLY"):
+        Config.from_env({**settings, "COMPILECACHE_REMOTE_READ_ONLY": "sometimes"})
+    writer.close()
+    reader.close()

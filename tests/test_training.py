@@ -154,9 +154,12 @@ def test_calls_without_gradients_keep_using_inference_packages(store: DiskStore)
     fast = cct.compile(model, store=store)
     x, target = trainmodels.batch("mlp")
     trainmodels.loss(fast(x), target).backward()
+    training = cct.explain(fast, x)  # explain keys a training call like any other
+    assert training.key and any(not match.differences for match in training.stored), training
     fast.eval()
     with torch.no_grad():
         assert close(fast(x), model(x))
+        assert cct.explain(fast, x).key != training.key
     assert sorted(cct.stats(fast)["entries by mode"]) == ["aot", "aot-train"]
 
 

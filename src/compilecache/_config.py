@@ -20,6 +20,8 @@ COMPILECACHE_SECRET_     the secret before a rotation: verifies,     unset
 PREVIOUS                 never signs
 COMPILECACHE_REMOTE_     1/true/yes/on: use an unsigned remote       off: without a secret, the
 UNSIGNED                 tier (everyone who can write it is trusted) remote tier is skipped
+COMPILECACHE_REMOTE_     1/true/yes/on: read the remote tier, never  off
+READ_ONLY                write it (CI on untrusted branches, fleets)
 COMPILECACHE_DISABLE     1/true/yes/on turns caching off             off
 COMPILECACHE_SALT        any text, mixed into every cache key        unset
 COMPILECACHE_CONFIG      path of a TOML configuration file           $XDG_CONFIG_HOME/compilecache/
@@ -29,10 +31,10 @@ COMPILECACHE_CONFIG      path of a TOML configuration file           $XDG_CONFIG
 =======================  ==========================================  =============================
 
 The file holds the same settings in lower case without the prefix (``dir``, ``max_size``,
-``remote``, ``remote_unsigned``, ``secret``, ``secret_previous``, ``disable``, ``salt``), at the
-top level or in a ``[compilecache]``
-table. A variable overrides the file; ``Config.sources`` says where each value came from
-(``default``, ``environment`` or ``file <path>``).
+``remote``, ``remote_unsigned``, ``remote_read_only``, ``secret``, ``secret_previous``,
+``disable``, ``salt``), at the top level or in a ``[compilecache]`` table. A variable
+overrides the file; ``Config.sources`` says where each value came from (``default``,
+``environment`` or ``file <path>``).
 """
 
 from __future__ import annotations
@@ -129,6 +131,7 @@ class Config:
     salt: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
     remote_unsigned: bool = False
+    remote_read_only: bool = False
     secret_previous: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -163,7 +166,8 @@ class Config:
         remote = None if self.remote is None else redact_url(self.remote)
         return (
             f"Config(dir={self.dir!r}, max_size={self.max_size}, remote={remote!r}, "
-            f"remote_unsigned={self.remote_unsigned}, secret={'<set>' if self.secret else None}, "
+            f"remote_unsigned={self.remote_unsigned}, "
+            f"remote_read_only={self.remote_read_only}, secret={'<set>' if self.secret else None}, "
             f"disable={self.disable}, salt={self.salt!r})"
         )
 
@@ -196,6 +200,7 @@ class Config:
         raw_size = read("COMPILECACHE_MAX_SIZE")
         raw_remote = read("COMPILECACHE_REMOTE")
         raw_unsigned = read("COMPILECACHE_REMOTE_UNSIGNED")
+        raw_read_only = read("COMPILECACHE_REMOTE_READ_ONLY")
         raw_secret = read("COMPILECACHE_SECRET")
         raw_previous = read("COMPILECACHE_SECRET_PREVIOUS")
         raw_disable = read("COMPILECACHE_DISABLE")
@@ -222,6 +227,7 @@ class Config:
             else parse_size(raw_size, "COMPILECACHE_MAX_SIZE"),
             remote=raw_remote.strip() or None if raw_remote is not None else None,
             remote_unsigned=parse_bool(raw_unsigned or "", "COMPILECACHE_REMOTE_UNSIGNED"),
+            remote_read_only=parse_bool(raw_read_only or "", "COMPILECACHE_REMOTE_READ_ONLY"),
             secret=raw_secret.encode("utf-8") if raw_secret else None,
             secret_previous=raw_previous.encode("utf-8") if raw_previous else None,
             disable=parse_bool(raw_disable or "", "COMPILECACHE_DISABLE"),
@@ -235,6 +241,7 @@ _FILE_SETTINGS = (
     "max_size",
     "remote",
     "remote_unsigned",
+    "remote_read_only",
     "secret",
     "secret_previous",
     "disable",

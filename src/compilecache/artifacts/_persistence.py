@@ -29,6 +29,7 @@ from ..dispatch._entries import CacheEntry
 from ..dispatch._hooks import CompileRequest, LoadedEntry
 from ..keys import CacheKey, Unfingerprintable, build_key
 from ..stores import BaseStore, CodecStore, DiskStore, ReadOnly, TieredStore, store_layers
+from ..stores._layers import writable_layers
 from . import _layout as layout
 from ._guard_format import GuardFormatError, dump_guards, load_guards
 from ._manifest import Manifest, ManifestError
@@ -426,10 +427,11 @@ def _flush(store: BaseStore, timeout: float = 60.0) -> None:
 
 
 def default_lock_factory(store: BaseStore, ttl: float) -> Callable[[str], Lock]:
-    """A Redis lock when the store has a Redis tier (it spans machines), else a file lock in
-    the disk store's directory, else a lock local to this process's temp directory."""
+    """A Redis lock when the store has a Redis tier it writes (it spans machines; a read-only
+    consumer takes no lock there), else a file lock in the disk store's directory, else a
+    lock local to this process's temp directory."""
     layers = store_layers(store)
-    for layer in layers:
+    for layer in writable_layers(store):
         if layer.remote and hasattr(layer, "_client"):
             client = layer._client
             return lambda name: RedisLock(client, name, ttl=ttl)

@@ -9,6 +9,7 @@ from ._codec_store import CodecStore
 from ._codecs import Signing
 from ._disk import DiskStore
 from ._null import NullStore
+from ._readonly import ReadOnly
 from ._tiered import TieredStore, WritePolicy
 from ._trust import TierTrust, record_skip, remote_trust
 
@@ -18,7 +19,8 @@ def open_store(config: Config | None = None) -> BaseStore:
 
     Disabled: a :class:`NullStore`. Otherwise the disk store under ``config.dir`` bounded by
     ``config.max_size``; with ``config.remote``, a :class:`TieredStore` of disk then Redis whose
-    remote writes happen in the background; with ``config.secret``, each tier behind signing
+    remote writes happen in the background (none with ``config.remote_read_only``: the remote
+    tier is then a :class:`ReadOnly` view); with ``config.secret``, each tier behind signing
     (``config.secret_previous`` verifies too).
 
     A tier that cannot be trusted (docs/trust.md) is left out, logged once at WARNING and
@@ -48,7 +50,10 @@ def open_store(config: Config | None = None) -> BaseStore:
         from ._redis import RedisStore
 
         try:
-            tiers.append(signed(RedisStore(config.remote)))
+            shared = signed(RedisStore(config.remote))
+            if config.remote_read_only:  # read, never written: not even by the lock
+                shared = ReadOnly(shared, name="read-only redis")
+            tiers.append(shared)
         except ConfigError as error:
             record_skip(TierTrust("remote", remote.location, False, str(error)))
     if not tiers:

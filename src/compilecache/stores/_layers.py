@@ -22,3 +22,18 @@ def disk_store_of(store: Any) -> Any:
     from ._disk import DiskStore
 
     return next((layer for layer in store_layers(store) if isinstance(layer, DiskStore)), None)
+
+
+def writable_layers(store: Any) -> list[Any]:
+    """The innermost stores of ``store`` that writes reach (not behind a read-only view)."""
+    from ._readonly import ReadOnly
+
+    if isinstance(store, ReadOnly):
+        return []
+    inner = getattr(store, "inner", None)
+    if inner is not None:
+        return writable_layers(inner)
+    tiers = getattr(store, "tiers", None)
+    if tiers:
+        return [layer for tier in tiers for layer in writable_layers(tier)]
+    return [store]
