@@ -242,3 +242,26 @@ def test_fast_bytecode_scan_agrees_with_dis() -> None:
                     expected.setdefault(str(instruction.argval).removeprefix("NULL + "))
             stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
         assert set(code_loads(fn.__code__).globals) == set(expected), fn.__qualname__
+
+
+def _weighted(x: Any, **weights: Any) -> Any:
+    return x * weights["a"] + weights["b"]
+
+
+def test_the_order_of_keyword_arguments_does_not_change_the_key(tmp_path: Path) -> None:
+    """``f(x, a=3, b=4)`` and ``f(x, b=4, a=3)``: one entry in a process (the guards do not
+    check the order), and one key, so another process calling the other order loads it."""
+    from compilecache.artifacts import ArtifactHooks, explain
+    from compilecache.stores import DiskStore
+
+    log = tmp_path / "compiles.log"
+    hooks = ArtifactHooks(DiskStore(tmp_path / "store"))
+    f = jit(_weighted, backend=FileLoggedBackend(str(log)), hooks=hooks)
+    x = np.ones(3)
+    assert explain(f, x, a=3, b=4).key == explain(f, x, b=4, a=3).key
+    assert explain(f, x, a=3, b=4).key != explain(f, x, a=4, b=3).key
+    f(x, a=3, b=4)
+    reset()  # as a fresh process: nothing compiled in memory
+    f(x, b=4, a=3)
+    assert log.read_text().count("compiled") == 1
+    assert hooks.stats.loaded == 1

@@ -124,9 +124,14 @@ def environment_component(backend: Any) -> Component:
 
 def inputs_component(guards_data: list[dict[str, Any]], described: list[str]) -> Component:
     """The static part of the guards (their stored form, globals and cells aside: those are the
-    function's dependencies)."""
-    own = [g for g in guards_data if g["path"][0][0] not in ("global", "cell")]
-    body = json.dumps(own, sort_keys=True, separators=(",", ":")).encode()
+    function's dependencies), as a set: the guards' order follows the call's keyword
+    arguments, which a call may pass in any order (``f(x, a=3, b=4)``, ``f(x, b=4, a=3)``)."""
+    own = sorted(
+        json.dumps(g, sort_keys=True, separators=(",", ":"))
+        for g in guards_data
+        if g["path"][0][0] not in ("global", "cell")
+    )
+    body = json.dumps(own, separators=(",", ":")).encode()
     return Component("inputs", _digest(body), described)
 
 
