@@ -116,8 +116,11 @@ def test_several_outputs_keep_their_structure_and_only_differentiable_ones_carry
     assert out["y"].requires_grad and out["norm"].requires_grad
     assert not out["best"].requires_grad and out["best"].dtype == torch.int64
     assert torch.equal(out["best"], want["best"])
-    out["norm"].sum().backward()  # through one output only: the other's gradient is zero
-    want["norm"].sum().backward()
+    assert out["doubled_t"].shape == want["doubled_t"].shape == (2, 4)
+    assert out["doubled_t"].stride() == want["doubled_t"].stride()  # a view, laid out as eager's
+    # Through some outputs only: the others' gradients are zero.
+    (out["norm"].sum() + out["doubled_t"].sum()).backward()
+    (want["norm"].sum() + want["doubled_t"].sum()).backward()
     for mine, theirs in zip(model.parameters(), eager.parameters(), strict=True):
         assert close(mine.grad, theirs.grad)
 

@@ -52,7 +52,8 @@ class Dropped(nn.Module):
 
 
 class Several(nn.Module):
-    """A dict of outputs: two differentiable, an index (no gradient) and a constant."""
+    """A dict of outputs: two differentiable, a view of an intermediate, an index (no
+    gradient) and a constant."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -60,7 +61,13 @@ class Several(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, Any]:
         y = self.fc(x)
-        return {"y": y, "norm": y.square().sum(dim=1), "best": y.argmax(dim=1), "classes": 4}
+        return {
+            "y": y,
+            "norm": y.square().sum(dim=1),
+            "doubled_t": (y * 2).t()[:2],
+            "best": y.argmax(dim=1),
+            "classes": 4,
+        }
 
 
 def _gpt2() -> nn.Module:
