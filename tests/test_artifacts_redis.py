@@ -115,3 +115,35 @@ def test_three_machines_starting_cold_compile_once(tmp_path: Path, redis_url: st
         outputs.append(out.strip())
     assert compiles(str(log)) == 1, log.read_text()
     assert sorted(outputs) == ["compiled", "loaded", "loaded"]
+
+
+@pytest.mark.parametrize("policy", ["local-only", "local-then-remote"])
+def test_per_tier_admission_keeps_the_write_policy(
+    tmp_path: Path, redis_url: str, policy: str
+) -> None:
+    """Per-tier admission once wrote every admitting tier directly: a LOCAL_ONLY remote was
+    written, and LOCAL_THEN_REMOTE remote writes were synchronous. Now the tiered store
+    writes, by its policy."""
+    from compilecache.artifacts import Admission
+
+    (tmp_path / "policy_fn.py").write_text("def volume(w, h):\n    return w * h * 2\n")
+    namespace = f"policy-{policy}"
+    remote = RedisStore(redis_url, namespace=namespace)
+    store = TieredStore([DiskStore(tmp_path / "disk"), remote], write_policy=policy)
+    hooks = ArtifactHooks(store, admission={"disk": Admission(), remote.name: Admission()})
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import policy_fn  # type: ignore[import-not-found]
+
+        f = jit(policy_fn.volume, backend=FileLoggedBackend(str(tmp_path / "log")), hooks=hooks)
+        assert f(3, 4) == ("compiled", 24)
+        assert store.flush(10)
+        assert any(k.startswith("cc1/m/") for k in DiskStore(tmp_path / "disk").keys())
+        published = [k for k in remote.keys() if k.startswith("cc1/m/")]
+        assert bool(published) == (policy == "local-then-remote"), published
+        if policy == "local-then-remote":
+            assert store.stats().tiers[1].writes >= 2  # manifest and artifact, from the queue
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("policy_fn", None)
+        reset()

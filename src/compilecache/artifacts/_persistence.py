@@ -207,22 +207,30 @@ class ArtifactHooks:
             for name, value in writes:
                 self.store.put(name, value)
             return True
-        # Per tier: write each admitting tier directly (through the codecs, if any, so that
-        # signing still applies).
+        # Per tier: write the admitting tiers through the tiered store, so its write policy
+        # holds (a LOCAL_ONLY remote is not written, a LOCAL_THEN_REMOTE one from its queue),
+        # and through the codecs, if any, so that signing still applies.
         store: BaseStore = self.store
         encode: Callable[[str, bytes], bytes] = _identity_encode
         if isinstance(store, CodecStore):
             encode = store.encode
             store = store.inner
         tiers = store.tiers if isinstance(store, TieredStore) else (store,)
-        wrote = False
+        admitted = []
         for tier in tiers:
-            if not rules.get(tier.name, Admission()).admits(compile_seconds, size):
+            if rules.get(tier.name, Admission()).admits(compile_seconds, size):
+                admitted.append(tier.name)
+            else:
                 self.stats.admission_skips[tier.name] += 1
-                continue
-            for name, value in writes:
-                tier.put(name, encode(name, value))
-            wrote = True
+        if not admitted:
+            return False
+        wrote = False
+        for name, value in writes:
+            if isinstance(store, TieredStore):
+                wrote = store.put_to(admitted, name, encode(name, value)) or wrote
+            else:
+                store.put(name, encode(name, value))
+                wrote = True
         return wrote
 
     def finish(self, request: CompileRequest) -> None:

@@ -151,6 +151,25 @@ class TieredStore(BaseStore):
             self._background.submit(_job(tier, "put", key, value))
         self._counters.wrote(len(value))
 
+    def put_to(self, names: Iterable[str], key: str, value: bytes) -> bool:
+        """``put`` into only the tiers named ``names``, by the write policy still (a
+        ``LOCAL_ONLY`` remote tier is not written; a ``LOCAL_THEN_REMOTE`` one from the
+        queue). Returns whether any tier was written or queued."""
+        check_key(key)
+        value = check_value(value)
+        wanted = set(names)
+        written = False
+        for tier in self._sync_tiers:
+            if tier.name in wanted:
+                self._tier_write(tier, "put", key, value)
+                written = True
+        for tier in self._async_tiers:
+            if tier.name in wanted:
+                written = self._background.submit(_job(tier, "put", key, value)) or written
+        if written:
+            self._counters.wrote(len(value))
+        return written
+
     def put_many(self, items: Mapping[str, bytes]) -> None:
         checked = {check_key(k): check_value(v) for k, v in items.items()}
         for tier in self._sync_tiers:
