@@ -143,6 +143,27 @@ def test_eviction_keeps_size_under_bound_and_drops_least_recently_used(tmp_path:
     assert "k1" not in store and "k19" in store
 
 
+def _directory_bytes(root: Path) -> int:
+    return sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
+
+
+@pytest.mark.parametrize(("count", "size"), [(500, 10 << 10), (60, 64 << 10)])
+def test_the_bound_holds_for_the_whole_directory_index_and_wal_included(
+    tmp_path: Path, count: int, size: int
+) -> None:
+    """``DiskStore(max_bytes=1 MiB)`` after 500 puts of 10 KiB (inline, in the index) held
+    5.25 MiB: the WAL (4 MiB, SQLite's default checkpoint size, never truncated) and the
+    index's free pages were not counted. Values in payload files too."""
+    store = DiskStore(tmp_path, max_bytes=1 << 20)
+    for i in range(count):
+        store.put(f"k{i:04d}", os.urandom(size))
+    held = _directory_bytes(tmp_path)
+    assert held <= 1 << 20, held
+    stats = store.stats()
+    assert stats.size is not None and stats.size >= (1 << 20) // 2, stats  # not emptied
+    assert store.get(f"k{count - 1:04d}") is not None
+
+
 def test_eviction_never_evicts_the_entry_just_written(tmp_path: Path) -> None:
     store = DiskStore(tmp_path, max_bytes=10_000, inline_limit=0)
     store.put("old", bytes(4000))

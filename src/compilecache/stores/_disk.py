@@ -62,13 +62,23 @@ _UPSERT = (
 )
 
 
+#: Bounds from this size on count the index's own files (its pages beyond the inline
+#: values, free pages aside, and the WAL); SQLite's files take about 100 KiB of their own,
+#: which a smaller bound leaves out (it then bounds the entries only).
+_INDEX_COUNTED_FROM = 1 << 20
+
+
 class DiskStore(BaseStore):
     """A size-bounded store under the directory ``path``.
 
     Arguments:
         path: the directory; created if missing.
-        max_bytes: bound on the stored bytes (frames included); eviction brings the store down to
-            ``low_water`` of it (default 90 %) so that a full store does not evict on every write.
+        max_bytes: bound on what the directory holds: the entries (frames included) and, for
+            bounds of 1 MiB and more, the index's own files (its pages and its WAL, which is
+            checkpointed at a sixteenth of the bound, 64 KiB to 4 MiB, and truncated back
+            after). Eviction brings the store down to ``low_water`` of it (default 90 %) so
+            that a full store does not evict on every write, and gives the index's free pages
+            back to the file system (an index made before this version keeps them for reuse).
         durable: fsync payload files, their directories and the index on every write, so entries
             survive power loss, not only process crashes. Slower.
         tag: the namespace/version tag framed into every entry; an entry under another tag reads
@@ -141,6 +151,7 @@ class DiskStore(BaseStore):
         self._tag = tag.encode("utf-8")
         self._inline_limit = inline_limit
         self._low_water = int(max_bytes * low_water)
+        self._overhead = 0  # the index's own bytes (see Index.overhead), measured at eviction
         self._clock = clock
         self._access_resolution = access_resolution
         self._corrupt_log = RateLimitedLog(logger, interval=300.0)
@@ -150,7 +161,11 @@ class DiskStore(BaseStore):
         self._pending_lock = threading.Lock()
         self._last_flush = clock()
         try:
-            self._index = Index(self.root, durable=durable, busy_timeout=busy_timeout)
+            # The WAL's share of the bound: a sixteenth, between 64 KiB and 4 MiB.
+            wal = min(4 << 20, max(64 << 10, max_bytes // 16))
+            self._index = Index(
+                self.root, durable=durable, busy_timeout=busy_timeout, wal_bytes=wal
+            )
         except (sqlite3.Error, OSError) as error:
             raise ConfigError(
                 f"DiskStore: cannot open the index in {str(self.root)!r}: {error}",
@@ -388,6 +403,8 @@ class DiskStore(BaseStore):
                 written_bytes += len(items[key])
             self._flush_access(conn)
             doomed, evicted = self._evict(conn, protect=set(items))
+        if evicted:
+            self._index.release_free_pages(conn)
         return written, written_bytes, unused + superseded + doomed, evicted
 
     def _evict(self, conn: sqlite3.Connection, protect: set[str]) -> tuple[list[str], int]:
@@ -395,11 +412,18 @@ class DiskStore(BaseStore):
         files to remove after the commit and how many rows went. Reads one row when
         nothing needs evicting."""
         (size,) = conn.execute("SELECT size FROM totals").fetchone()
-        if size <= self.max_bytes:
+        # What the directory holds: the entries (inline or in files) plus the index's own
+        # overhead, as last measured (measured again here when the bound is reached).
+        if size + self._overhead <= self.max_bytes:
             return [], 0
+        if self.max_bytes >= _INDEX_COUNTED_FROM:
+            self._overhead = self._index.overhead(conn)
+            if size + self._overhead <= self.max_bytes:
+                return [], 0
         doomed: list[str] = []
         evicted = 0
-        while size > self._low_water:
+        low_water = self._low_water - self._overhead
+        while size > low_water:
             rows = conn.execute(
                 "SELECT rowid, key, filename, size FROM entries ORDER BY accessed LIMIT ?",
                 (_EVICT_BATCH + len(protect),),
@@ -413,7 +437,7 @@ class DiskStore(BaseStore):
                     doomed.append(filename)
                 size -= row_size
                 evicted += 1
-                if size <= self._low_water:
+                if size <= low_water:
                     break
         return doomed, evicted
 

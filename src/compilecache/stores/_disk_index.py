@@ -85,9 +85,12 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 class Index:
     """Per-thread, per-process SQLite connections to one index file."""
 
-    def __init__(self, root: Path, *, durable: bool, busy_timeout: float) -> None:
+    def __init__(
+        self, root: Path, *, durable: bool, busy_timeout: float, wal_bytes: int = 4 << 20
+    ) -> None:
         self.path = root / INDEX_NAME
         self._durable = durable
+        self.wal_bytes = wal_bytes
         self.busy_ms = int(busy_timeout * 1000)
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -133,9 +136,14 @@ class Index:
         # damage the file, which is then moved aside at open (a cache may forget, never lie).
         # That saves about a third of an insert's cost; durable=True pays for FULL.
         conn.execute(f"PRAGMA synchronous = {'FULL' if self._durable else 'OFF'}")
-        # wal_autocheckpoint stays at SQLite's 1,000 pages: measured here, a larger WAL made hits
-        # slower (pages still in the WAL are read with syscalls, the database file through mmap)
-        # and saved nothing on inserts, since checkpoints do not sync with synchronous=OFF.
+        # The WAL is checkpointed at ``wal_bytes`` (SQLite's 1,000 pages, 4 MiB, at most:
+        # measured here, a larger WAL made hits slower, pages still in the WAL being read with
+        # syscalls and the database file through mmap, and saved nothing on inserts, since
+        # checkpoints do not sync with synchronous=OFF) and truncated back to it afterwards
+        # (SQLite otherwise keeps the file at its largest): it is part of the store's bound.
+        (page,) = conn.execute("PRAGMA page_size").fetchone()
+        conn.execute(f"PRAGMA wal_autocheckpoint = {max(16, self.wal_bytes // page)}")
+        conn.execute(f"PRAGMA journal_size_limit = {self.wal_bytes}")
         conn.execute("PRAGMA mmap_size = 268435456")
         return conn
 
@@ -195,6 +203,10 @@ class Index:
 
     def _initialise(self) -> None:
         conn = self.connection()
+        # Before anything is written to a new file: free pages can then be given back to the
+        # file system, so that the bound on the store holds for the index file too (on an
+        # existing file, a no-op).
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         # WAL is a property of the file, set once; it is what lets readers run during writes.
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode != "wal":
@@ -209,6 +221,32 @@ class Index:
         with transaction(conn):
             for statement in _SCHEMA:
                 conn.execute(statement)
+
+    def overhead(self, conn: sqlite3.Connection) -> int:
+        """The bytes the index's files hold beyond the inline values (pages of keys and
+        access times, free pages, the WAL and its shared memory)."""
+        (pages,) = conn.execute("PRAGMA page_count").fetchone()
+        (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+        (page,) = conn.execute("PRAGMA page_size").fetchone()
+        pages -= free  # reused by the next writes, and given back by release_free_pages
+        (inline,) = conn.execute(
+            "SELECT total(size) FROM entries WHERE filename IS NULL"
+        ).fetchone()
+        wal = 0
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                wal += os.stat(f"{self.path}{suffix}").st_size
+        # (The WAL grows to its checkpoint size between checkpoints: counted at that size.)
+        return max(0, int(pages * page - inline)) + max(wal, self.wal_bytes)
+
+    def release_free_pages(self, conn: sqlite3.Connection) -> None:
+        """Shrink the index file by its free pages (after an eviction): indexes created by
+        this version vacuum incrementally; older ones keep their free pages for reuse."""
+        # (executescript: a plain execute steps the pragma once, which frees one page.)
+        conn.executescript("PRAGMA incremental_vacuum;")
+        # In WAL mode the file shrinks when a checkpoint copies the WAL back: do one now (it
+        # does not wait for readers; one that cannot finish leaves it to the next).
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def close(self) -> None:
         """Close every connection this process opened; later calls reopen."""
