@@ -162,6 +162,50 @@ def test_verify_quarantines_corrupt_truncated_and_forged(tmp_path: Path) -> None
     assert again.exit_code == 0, again.output
 
 
+def test_a_damaged_index_is_salvaged_and_verify_says_what_was_lost(tmp_path: Path) -> None:
+    """Three bytes at offset 100 of the index once lost every entry silently: the index was
+    moved aside at open and ``verify`` printed "checked 0 values" and exited 0. Now the
+    payload files (values of more than 32 KiB) are re-adopted, the loss is logged and
+    counted, and ``verify`` exits 4 once, saying what was lost."""
+    import logging
+
+    from compilecache.stores import DiskStore
+    from compilecache.stores._disk_index import INDEX_NAME
+
+    cache = tmp_path / "cache"
+    store = DiskStore(cache)
+    large = {f"large{i}": bytes([i]) * 100_000 for i in range(10)}
+    for key, value in large.items():
+        store.put(key, value)
+    for i in range(10):
+        store.put(f"small{i}", b"v" * 100)  # inline: lives in the index only
+    store.close()
+    with open(cache / INDEX_NAME, "r+b") as index:
+        index.seek(100)
+        index.write(b"\xff\xff\xff")
+    logger = logging.getLogger("compilecache.store.disk")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    try:
+        reopened = DiskStore(cache)
+    finally:
+        logger.removeHandler(handler)
+    assert [r.levelno for r in records] == [logging.WARNING]
+    assert "10 entries re-adopted" in records[0].getMessage()
+    assert {key: reopened.get(key) for key in large} == large
+    assert reopened.get("small0") is None
+    assert reopened.stats().corrupt >= 1
+    reopened.close()
+    result = run(cache, "verify")
+    assert result.exit_code == EXIT_VERIFY, result.output
+    assert "index damaged" in result.output and "10 entries re-adopted" in result.output
+    assert "checked 10 values: 10 good" in result.output
+    again = run(cache, "verify")  # reported once: the record went to quarantine/
+    assert again.exit_code == 0, again.output
+
+
 def test_verify_with_the_wrong_secret_quarantines_nothing(tmp_path: Path) -> None:
     cache, work = tmp_path / "cache", tmp_path / "work"
     work.mkdir()

@@ -16,6 +16,7 @@ then nothing is quarantined for its signature (a wrong secret must not empty a c
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,10 +38,18 @@ class VerifyReport:
     inconsistent: list[tuple[str, str]] = field(default_factory=list)
     quarantined: list[str] = field(default_factory=list)
     secret_suspect: bool = False
+    #: Each recovery from a damaged index since the last verify that quarantined: what was
+    #: re-adopted from payload files and what was lost (``DiskStore.damage_records``).
+    index_damage: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def bad_entries(self) -> int:
+        return len(self.corrupt) + len(self.rejected) + len(self.inconsistent)
 
     @property
     def bad(self) -> int:
-        return len(self.corrupt) + len(self.rejected) + len(self.inconsistent)
+        """Bad entries, and damage to the index (entries lost with it)."""
+        return self.bad_entries + len(self.index_damage)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -51,6 +60,7 @@ class VerifyReport:
             "inconsistent": [{"key": k, "reason": r} for k, r in self.inconsistent],
             "quarantined": self.quarantined,
             "secret_suspect": self.secret_suspect,
+            "index_damage": self.index_damage,
         }
 
 
@@ -70,7 +80,7 @@ def verify_store(
     if disk is None:
         raise CacheUsageError("verify checks a local disk store, and this store has none")
     chain = codec_chain(store, disk) or []
-    report = VerifyReport()
+    report = VerifyReport(index_damage=disk.damage_records())
     keys = sorted(disk.keys())
     values: dict[str, bytes] = {}
     rows: dict[str, Any] = {}  # the very row each value was read from
@@ -101,12 +111,30 @@ def verify_store(
             problem = _entry_problem(digest, value, values.get(layout.artifact_key(digest)))
             if problem is not None:
                 report.inconsistent.append((key, problem))
-    report.ok = report.checked - report.bad
+    report.ok = report.checked - report.bad_entries
     if report.rejected and not signed_ok:
         report.secret_suspect = True
     if quarantine:
         _quarantine(disk, report, values, rows)
+        if report.index_damage:  # reported once: the record joins the quarantined entries
+            moved = _quarantine_damage_record(disk)
+            if moved is not None:
+                report.quarantined.append(str(moved))
     return report
+
+
+def _quarantine_damage_record(disk: Any) -> Path | None:
+    from ..stores._disk import DAMAGE_RECORD
+    from ..stores._disk_maintenance import QUARANTINE
+
+    source = disk.root / DAMAGE_RECORD
+    target: Path = disk.root / QUARANTINE / f"{DAMAGE_RECORD}.{int(time.time())}"
+    try:
+        target.parent.mkdir(mode=0o700, exist_ok=True)
+        source.rename(target)
+    except OSError:
+        return None
+    return target
 
 
 def _quarantine(

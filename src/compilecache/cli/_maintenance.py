@@ -52,6 +52,15 @@ def verify(directory: str | None, remote: str | None, as_json: bool, no_quaranti
         ):
             for key, reason in found:
                 out.print(f"  [red]{label}[/red] {key}: {reason}")
+        for damage in report.index_damage:
+            lost = damage.get("lost")
+            out.print(
+                "  [red]index damaged[/red]: the index was set aside as "
+                f"{damage.get('aside')} ({damage.get('error')}); {damage.get('adopted')} entries "
+                "re-adopted from their payload files, "
+                + ("an unknown number" if lost is None else str(lost))
+                + " lost"
+            )
         if report.secret_suspect:
             out.print(
                 "[yellow]every signed value failed its signature check: is COMPILECACHE_SECRET "

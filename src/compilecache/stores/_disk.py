@@ -16,7 +16,9 @@ Guarantees (see docs/stores.md for the reasoning):
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import logging
 import os
 import sqlite3
@@ -24,9 +26,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from .._errors import ConfigError, CorruptEntryError, UntrustedDirectoryError
+from .._errors import ConfigError, CorruptEntryError, InvalidKeyError, UntrustedDirectoryError
 from .._ratelimit import RateLimitedLog
 from . import _disk_files as files
 from . import _frame
@@ -54,6 +56,12 @@ _INSERT_NEW = (
     "INSERT INTO entries (key, value, filename, size, created, accessed) "
     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING"
 )
+_INSERT_IF_ABSENT = (
+    "INSERT OR IGNORE INTO entries (key, value, filename, size, created, accessed) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+#: Appended to by each recovery from a damaged index (JSON lines); read by verify.
+DAMAGE_RECORD = "index-damaged.jsonl"
 _UPSERT = (
     "INSERT INTO entries (key, value, filename, size, created, accessed) "
     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
@@ -171,6 +179,8 @@ class DiskStore(BaseStore):
                 f"DiskStore: cannot open the index in {str(self.root)!r}: {error}",
                 setting="COMPILECACHE_DIR",
             ) from error
+        if self._index.recovered is not None:
+            self._salvage(self._index.recovered)  # before any sweep could take the files
         self._maybe_sweep()
 
     # -- reads ---------------------------------------------------------------------------
@@ -203,6 +213,73 @@ class DiskStore(BaseStore):
             self._note_access(key)
         return payload
 
+    def file_tags(self, key: str) -> tuple[bytes, bytes]:
+        """The frame tags ``key``'s payload file may carry: its own (new files), the store's
+        (files written before keys were in their tags)."""
+        return files.file_tag(self._tag, key), self._tag
+
+    def _salvage(self, recovered: dict[str, Any]) -> None:
+        """After the index was found damaged and set aside: adopt every payload file whose
+        frame names its key and checks out, log at WARNING what was lost, count it, and
+        leave a record for ``compilecache verify``."""
+        adopted = unreadable = 0
+        rows = []
+        for relative, mtime in files.iter_payload_files(self.root):
+            tag = files.read_file_tag(self.root, relative)
+            key = None if tag is None else files.key_of_tag(tag, self._tag)
+            try:
+                if key is None:
+                    raise CorruptEntryError("its frame does not name its key")
+                check_key(key)
+                files.read_payload_file(self._root, relative, self.file_tags(key))
+                size = (self.root / relative).stat().st_size
+            except (CorruptEntryError, InvalidKeyError, OSError):
+                unreadable += 1
+                continue
+            rows.append((key, None, relative, size, mtime, mtime))
+        with transaction(conn := self._index.connection()):
+            for row in rows:
+                adopted += conn.execute(_INSERT_IF_ABSENT, row).rowcount
+        held, inline = recovered.get("entries"), recovered.get("inline")
+        lost = None if held is None else max(0, held - adopted)
+        record = {
+            "at": time.time(),
+            "aside": recovered.get("aside"),
+            "error": recovered.get("error"),
+            "entries before": held,
+            "inline before": inline,
+            "adopted": adopted,
+            "files not adopted": unreadable,
+            "lost": lost,
+        }
+        self._counters.add("corrupt", lost if lost is not None else 1)
+        damage_log = self.root / DAMAGE_RECORD
+        with open(damage_log, "a", encoding="utf-8") as file:
+            file.write(json.dumps(record) + "\n")
+        logger.warning(
+            "disk store index %s was damaged (%s): set aside as %s; %d entries re-adopted "
+            "from their payload files, %s lost (values kept inside the index, and files "
+            "without their key); `compilecache verify` reports it",
+            self._index.path,
+            recovered.get("error"),
+            recovered.get("aside"),
+            adopted,
+            "an unknown number of entries" if lost is None else f"{lost} entries",
+        )
+
+    def damage_records(self) -> list[dict[str, Any]]:
+        """What each recovery from a damaged index found (see :meth:`_salvage`)."""
+        path = self.root / DAMAGE_RECORD
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        found = []
+        for line in lines:
+            with contextlib.suppress(ValueError):
+                found.append(json.loads(line))
+        return found
+
     def _payload(self, key: str, row: tuple[int, bytes | None, str | None, float]) -> bytes | None:
         """The verified payload of ``row``, or None after removing a bad entry."""
         _rowid, value, filename, _accessed = row
@@ -211,7 +288,7 @@ class DiskStore(BaseStore):
                 return _frame.decode(value, self._tag)
             assert filename is not None
             try:
-                return files.read_payload_file(self._root, filename, self._tag)
+                return files.read_payload_file(self._root, filename, self.file_tags(key))
             except FileNotFoundError:
                 # A concurrent put or eviction may have replaced the row and deleted the file
                 # between our SELECT and open: look again before calling the entry broken.
@@ -336,7 +413,11 @@ class DiskStore(BaseStore):
                     relative = files.new_relative_name()
                     new_files.append(relative)
                     size = files.write_payload_file(
-                        self.root, relative, self._tag, value, durable=self.durable
+                        self.root,
+                        relative,
+                        files.file_tag(self._tag, key),
+                        value,
+                        durable=self.durable,
                     )
                     prepared.append((key, None, relative, size))
                 else:

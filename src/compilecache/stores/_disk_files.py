@@ -29,6 +29,27 @@ def new_relative_name() -> str:
     return f"{DATA_DIR}/{token[:2]}/{token[2:4]}/{token[4:]}{SUFFIX}"
 
 
+_KEY_SEPARATOR = b"\x00"
+
+
+def file_tag(tag: bytes, key: str) -> bytes:
+    """The frame tag of ``key``'s payload file: the store's tag and the key, so that a damaged
+    index can be rebuilt from the files (a key too long for a tag: the store's tag alone)."""
+    keyed = tag + _KEY_SEPARATOR + key.encode("ascii")
+    return keyed if len(keyed) <= _frame.MAX_TAG_LENGTH else tag
+
+
+def key_of_tag(tag: bytes, store_tag: bytes) -> str | None:
+    """The key a payload file's tag names under ``store_tag``, or None."""
+    prefix = store_tag + _KEY_SEPARATOR
+    if not tag.startswith(prefix):
+        return None
+    try:
+        return tag[len(prefix) :].decode("ascii")
+    except UnicodeDecodeError:
+        return None
+
+
 def write_payload_file(
     root: Path, relative: str, tag: bytes, payload: bytes, *, durable: bool
 ) -> int:
@@ -63,9 +84,10 @@ def write_payload_file(
     return total
 
 
-def read_payload_file(root: str, relative: str, tag: bytes) -> bytes:
+def read_payload_file(root: str, relative: str, tag: bytes | tuple[bytes, ...]) -> bytes:
     """Return the verified payload of the file ``root/relative`` (``root`` a plain string:
-    pathlib's joining costs more than a cached hit's whole database lookup).
+    pathlib's joining costs more than a cached hit's whole database lookup), framed under
+    ``tag`` (or any of several: a key's own tag, or the store's tag of older files).
 
     Raises ``FileNotFoundError`` if it is gone and :class:`CorruptEntryError` if it fails its
     frame checks (including a file longer or shorter than its header says), or if someone
@@ -79,7 +101,10 @@ def read_payload_file(root: str, relative: str, tag: bytes) -> bytes:
                 f"entry file {relative} is owned by uid {info.st_uid} with mode "
                 f"{info.st_mode & 0o777:04o}: not written by this user, not loaded"
             )
-        header = _frame.parse_header(os.read(fd, _frame.HEADER_SIZE + len(tag)), tag)
+        longest = len(tag) if isinstance(tag, bytes) else max(map(len, tag))
+        header = _frame.parse_header(os.read(fd, _frame.HEADER_SIZE + longest), tag)
+        if header.size != _frame.HEADER_SIZE + longest:
+            os.lseek(fd, header.size, os.SEEK_SET)  # a shorter tag: the payload starts earlier
         expected = header.size + header.length
         actual = info.st_size
         if actual != expected:
@@ -97,6 +122,15 @@ def read_payload_file(root: str, relative: str, tag: bytes) -> bytes:
     finally:
         os.close(fd)
     return header.check_payload(payload)
+
+
+def read_file_tag(root: Path, relative: str) -> bytes | None:
+    """The frame tag of a payload file, or None if it has no readable frame header."""
+    try:
+        with open(root / relative, "rb") as file:
+            return _frame.read_tag(file.read(_frame.HEADER_SIZE + _frame.MAX_TAG_LENGTH))
+    except OSError:
+        return None
 
 
 def fsync_directory(directory: Path) -> None:

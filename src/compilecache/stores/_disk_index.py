@@ -100,6 +100,7 @@ class Index:
         self._token = object()
         self._unusable: str | None = None
         self._busy_at_fork = False
+        self.recovered: dict[str, object] | None = None  # set when a damaged file was set aside
         _LIVE.add(self)
         self._open_or_recover()
 
@@ -188,18 +189,14 @@ class Index:
             if code not in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
                 raise
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-            logger.warning(
-                "disk store index %s is damaged (%s); moved to %s and starting empty "
-                "(payload files it referenced are swept later)",
-                self.path,
-                error,
-                aside,
-            )
             self.close()
             self.path.rename(aside)
             for suffix in ("-wal", "-shm"):
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
             self._initialise()
+            # The owner (the disk store) rebuilds what it can from its payload files, and says
+            # what was lost: see DiskStore._salvage.
+            self.recovered = {"aside": str(aside), "error": str(error), **_rows_of(aside)}
 
     def _initialise(self) -> None:
         conn = self.connection()
@@ -257,6 +254,24 @@ class Index:
         for conn in conns:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
+
+
+def _rows_of(path: Path) -> dict[str, int | None]:
+    """How many entries a damaged index held (and how many inline), if SQLite can still
+    count them; None where it cannot."""
+    counts: dict[str, int | None] = {"entries": None, "inline": None}
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            (counts["entries"],) = conn.execute("SELECT count(*) FROM entries").fetchone()
+            (counts["inline"],) = conn.execute(
+                "SELECT count(*) FROM entries WHERE filename IS NULL"
+            ).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        pass
+    return counts
 
 
 _LIVE: weakref.WeakSet[Index] = weakref.WeakSet()

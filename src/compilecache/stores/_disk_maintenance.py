@@ -78,7 +78,8 @@ def read_raw(store: DiskStore, key: str) -> RawRead:
     try:
         if value is not None:
             return RawRead(_frame.decode(value, store._tag), None, identity)
-        return RawRead(files.read_payload_file(store._root, filename, store._tag), None, identity)
+        payload = files.read_payload_file(store._root, filename, store.file_tags(key))
+        return RawRead(payload, None, identity)
     except FileNotFoundError:
         return RawRead(None, "its payload file is missing", identity)
     except (CorruptEntryError, OSError) as error:

@@ -77,11 +77,11 @@ class FrameHeader:
         return payload
 
 
-def parse_header(data: bytes, expected_tag: bytes) -> FrameHeader:
+def parse_header(data: bytes, expected_tag: bytes | tuple[bytes, ...]) -> FrameHeader:
     """Parse the header at the start of ``data`` (which may hold more bytes after it).
 
     Raises :class:`CorruptEntryError` for a short or foreign header, another format version, or
-    a tag other than ``expected_tag``.
+    a tag other than ``expected_tag`` (or than each of them, given several).
     """
     if len(data) < HEADER_SIZE:
         raise CorruptEntryError(f"truncated entry: {len(data)} bytes, shorter than a frame header")
@@ -96,7 +96,7 @@ def parse_header(data: bytes, expected_tag: bytes) -> FrameHeader:
     if len(data) < end:
         raise CorruptEntryError("truncated entry: the header's tag is cut short")
     tag = bytes(data[HEADER_SIZE:end])
-    if tag != expected_tag:
+    if tag != expected_tag and not (isinstance(expected_tag, tuple) and tag in expected_tag):
         raise CorruptEntryError(
             f"entry was written under tag {tag!r}, this store reads {expected_tag!r}"
         )
@@ -105,6 +105,16 @@ def parse_header(data: bytes, expected_tag: bytes) -> FrameHeader:
 
 
 _WHOLE = struct.Struct(">4sBBHQQ")
+
+
+def read_tag(data: bytes) -> bytes | None:
+    """The tag of the frame header at the start of ``data``, or None if it is not one."""
+    if len(data) < HEADER_SIZE:
+        return None
+    magic, version, _flags, tag_length, _length = _PREFIX.unpack_from(data)
+    if magic != MAGIC or version != FORMAT_VERSION or len(data) < HEADER_SIZE + tag_length:
+        return None
+    return bytes(data[HEADER_SIZE : HEADER_SIZE + tag_length])
 
 
 def decode(data: bytes, expected_tag: bytes) -> bytes:
