@@ -50,9 +50,11 @@ def write_module(workdir: Path, source: str = MODULE) -> None:
     (workdir / "userpkg.py").write_text(textwrap.dedent(source))
 
 
-def run_script(workdir: Path, cache: Path, log: Path, delay: float = 0.0) -> subprocess.Popen:
+def run_script(
+    workdir: Path, cache: Path, log: Path, delay: float = 0.0, **settings: str
+) -> subprocess.Popen:
     script = SCRIPT.format(tests=str(TESTS), workdir=str(workdir), log=str(log), delay=delay)
-    env = {**os.environ, "COMPILECACHE_DIR": str(cache), "PYTHONHASHSEED": "random"}
+    env = {**os.environ, "COMPILECACHE_DIR": str(cache), "PYTHONHASHSEED": "random", **settings}
     env.pop("COMPILECACHE_REMOTE", None)
     return subprocess.Popen(
         [sys.executable, "-c", script],
@@ -267,3 +269,51 @@ def test_a_damaged_lock_file_reads_as_stale(tmp_path: Path) -> None:
     assert lock.acquire(timeout=1)
     lock.release()
     assert not lock.path.exists()
+
+
+@pytest.mark.slow
+def test_a_compile_longer_than_the_lock_ttl_still_happens_once(tmp_path: Path) -> None:
+    """Leases were not renewed: a compile that outlived the lock's TTL let the waiters take
+    the lock and compile too. The holder now renews it every third of the TTL."""
+    write_module(tmp_path)
+    cache, log = tmp_path / "cache", tmp_path / "compiles.log"
+    settings = {"COMPILECACHE_LOCK_TTL": "0.6", "COMPILECACHE_LOCK_TIMEOUT": "60"}
+    processes = [run_script(tmp_path, cache, log, delay=2.5, **settings) for _ in range(3)]
+    outputs = [finish(process) for process in processes]
+    assert compiles(log) == 1, (log.read_text(), outputs)
+
+
+def test_a_lease_keeper_holds_a_lock_past_its_ttl_until_stopped(tmp_path: Path) -> None:
+    from compilecache._locks import FileLock, LeaseKeeper
+
+    holder, other = FileLock(tmp_path, "k", ttl=0.3), FileLock(tmp_path, "k", ttl=0.3)
+    assert holder.acquire(timeout=1)
+    keeper = LeaseKeeper(holder)
+    time.sleep(1.0)  # three TTLs
+    assert holder.held() and not other.acquire(timeout=0)
+    keeper.stop()
+    assert other.acquire(timeout=2)  # expired once no longer renewed
+    assert not holder.renew()  # no longer the owner: a late renewal changes nothing
+    other.release()
+
+
+def test_lock_owners_are_judged_by_machine_not_by_host_name(tmp_path: Path) -> None:
+    """The dead-owner check once compared host names: a container sharing the host name
+    but not the pid namespace saw another container's live holder as a dead pid of its own
+    and broke the lock. Only an owner of this very machine (boot and pid namespace) is judged
+    by its pid; any other waits for its expiry."""
+    import json as json_module
+
+    from compilecache._locks import FileLock, _hostname, machine_identity
+
+    dead_pid = 2**22 + 12345  # above Linux's pid_max default: no such process here
+    lock = FileLock(tmp_path, "k", ttl=60)
+    other_container = {"token": "t", "pid": dead_pid, "host": _hostname(),
+                       "machine": _hostname() + "|another boot|pid:[1]",
+                       "expires": time.time() + 60}  # fmt: skip
+    lock.path.write_text(json_module.dumps(other_container))
+    assert lock.held() and not lock.acquire(timeout=0)
+    this_machine = {**other_container, "machine": machine_identity()}
+    lock.path.write_text(json_module.dumps(this_machine))
+    assert not lock.held() and lock.acquire(timeout=0)  # its owner is gone: broken at once
+    lock.release()

@@ -147,3 +147,20 @@ def test_per_tier_admission_keeps_the_write_policy(
         sys.path.remove(str(tmp_path))
         sys.modules.pop("policy_fn", None)
         reset()
+
+
+def test_a_redis_lease_is_renewed_while_kept_and_expires_once_stopped(redis_url: str) -> None:
+    from compilecache._locks import LeaseKeeper
+
+    client = redis.Redis.from_url(redis_url)
+    holder = RedisLock(client, "lease-test", ttl=0.3)
+    other = RedisLock(client, "lease-test", ttl=0.3)
+    assert holder.acquire(timeout=1)
+    keeper = LeaseKeeper(holder)
+    time.sleep(1.0)  # three TTLs
+    assert not other.acquire(timeout=0)
+    keeper.stop()
+    assert other.acquire(timeout=2)
+    assert not holder.renew()  # the key is another owner's now: left alone
+    assert client.get("lease-test") == other._token.encode()
+    other.release()

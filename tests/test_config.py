@@ -46,6 +46,9 @@ def test_sizes(text: str, size: int) -> None:
         ("COMPILECACHE_SECRET", "tooshort", "shorter than 16 bytes"),
         ("COMPILECACHE_DISABLE", "maybe", "not a boolean"),
         ("COMPILECACHE_DIR", "  ", "empty"),
+        ("COMPILECACHE_LOCK_TTL", "ten", "positive number of seconds"),
+        ("COMPILECACHE_LOCK_TTL", "0", "positive number of seconds"),
+        ("COMPILECACHE_LOCK_TIMEOUT", "-1", "positive number of seconds"),
     ],
 )
 def test_invalid_values_name_the_variable(name: str, value: str, fragment: str) -> None:
@@ -153,3 +156,14 @@ def test_bad_config_files_name_the_problem(tmp_path: Path, text: str, message: s
 def test_a_missing_explicit_config_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="is not a file"):
         Config.from_env({"COMPILECACHE_CONFIG": str(tmp_path / "absent.toml")})
+
+
+def test_lock_ttl_and_timeout_are_settings(tmp_path: Path) -> None:
+    config = Config.from_env({"COMPILECACHE_LOCK_TTL": "2.5", "HOME": str(tmp_path)})
+    assert (config.lock_ttl, config.lock_timeout) == (2.5, 300.0)
+    path = tmp_path / "config.toml"
+    path.write_text("lock_timeout = 30\n")
+    config = Config.from_env({"COMPILECACHE_CONFIG": str(path), "HOME": str(tmp_path)})
+    assert config.lock_timeout == 30.0 and config.sources["COMPILECACHE_LOCK_TIMEOUT"].startswith(
+        "file"
+    )

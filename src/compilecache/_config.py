@@ -22,6 +22,10 @@ COMPILECACHE_REMOTE_     1/true/yes/on: use an unsigned remote       off: withou
 UNSIGNED                 tier (everyone who can write it is trusted) remote tier is skipped
 COMPILECACHE_REMOTE_     1/true/yes/on: read the remote tier, never  off
 READ_ONLY                write it (CI on untrusted branches, fleets)
+COMPILECACHE_LOCK_TTL    seconds a compile lock lives unrenewed      600
+                         (its holder renews it while compiling)
+COMPILECACHE_LOCK_       seconds a process waits for another's       300
+TIMEOUT                  compile before compiling itself
 COMPILECACHE_DISABLE     1/true/yes/on turns caching off             off
 COMPILECACHE_SALT        any text, mixed into every cache key        unset
 COMPILECACHE_CONFIG      path of a TOML configuration file           $XDG_CONFIG_HOME/compilecache/
@@ -32,9 +36,9 @@ COMPILECACHE_CONFIG      path of a TOML configuration file           $XDG_CONFIG
 
 The file holds the same settings in lower case without the prefix (``dir``, ``max_size``,
 ``remote``, ``remote_unsigned``, ``remote_read_only``, ``secret``, ``secret_previous``,
-``disable``, ``salt``), at the top level or in a ``[compilecache]`` table. A variable
-overrides the file; ``Config.sources`` says where each value came from (``default``,
-``environment`` or ``file <path>``).
+``lock_ttl``, ``lock_timeout``, ``disable``, ``salt``), at the top level or in a
+``[compilecache]`` table. A variable overrides the file; ``Config.sources`` says where each
+value came from (``default``, ``environment`` or ``file <path>``).
 """
 
 from __future__ import annotations
@@ -55,6 +59,20 @@ _SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(?:([KMGT])(?:I?B)?|B)?\s*", re.
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 _REMOTE_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def parse_seconds(text: str, setting: str) -> float:
+    """Parse a positive number of seconds (``"600"``, ``"2.5"``)."""
+    try:
+        seconds = float(text.strip())
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise ConfigError(
+            f"{setting}={text!r} is not a positive number of seconds (e.g. 600 or 2.5)",
+            setting=setting,
+        )
+    return seconds
 
 
 def parse_size(text: str, setting: str = "size") -> int:
@@ -132,6 +150,8 @@ class Config:
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
     remote_unsigned: bool = False
     remote_read_only: bool = False
+    lock_ttl: float = 600.0
+    lock_timeout: float = 300.0
     secret_previous: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -157,6 +177,14 @@ class Config:
                 "secret only verifies; set the new secret as COMPILECACHE_SECRET",
                 setting="COMPILECACHE_SECRET_PREVIOUS",
             )
+        for setting, seconds in (
+            ("COMPILECACHE_LOCK_TTL", self.lock_ttl),
+            ("COMPILECACHE_LOCK_TIMEOUT", self.lock_timeout),
+        ):
+            if not seconds > 0:
+                raise ConfigError(
+                    f"{setting} must be a positive number of seconds", setting=setting
+                )
         if self.max_size <= 0:
             raise ConfigError(
                 "COMPILECACHE_MAX_SIZE must be positive", setting="COMPILECACHE_MAX_SIZE"
@@ -167,7 +195,8 @@ class Config:
         return (
             f"Config(dir={self.dir!r}, max_size={self.max_size}, remote={remote!r}, "
             f"remote_unsigned={self.remote_unsigned}, "
-            f"remote_read_only={self.remote_read_only}, secret={'<set>' if self.secret else None}, "
+            f"remote_read_only={self.remote_read_only}, lock_ttl={self.lock_ttl}, "
+            f"lock_timeout={self.lock_timeout}, secret={'<set>' if self.secret else None}, "
             f"disable={self.disable}, salt={self.salt!r})"
         )
 
@@ -201,6 +230,8 @@ class Config:
         raw_remote = read("COMPILECACHE_REMOTE")
         raw_unsigned = read("COMPILECACHE_REMOTE_UNSIGNED")
         raw_read_only = read("COMPILECACHE_REMOTE_READ_ONLY")
+        raw_ttl = read("COMPILECACHE_LOCK_TTL")
+        raw_timeout = read("COMPILECACHE_LOCK_TIMEOUT")
         raw_secret = read("COMPILECACHE_SECRET")
         raw_previous = read("COMPILECACHE_SECRET_PREVIOUS")
         raw_disable = read("COMPILECACHE_DISABLE")
@@ -228,6 +259,10 @@ class Config:
             remote=raw_remote.strip() or None if raw_remote is not None else None,
             remote_unsigned=parse_bool(raw_unsigned or "", "COMPILECACHE_REMOTE_UNSIGNED"),
             remote_read_only=parse_bool(raw_read_only or "", "COMPILECACHE_REMOTE_READ_ONLY"),
+            lock_ttl=600.0 if raw_ttl is None else parse_seconds(raw_ttl, "COMPILECACHE_LOCK_TTL"),
+            lock_timeout=300.0
+            if raw_timeout is None
+            else parse_seconds(raw_timeout, "COMPILECACHE_LOCK_TIMEOUT"),
             secret=raw_secret.encode("utf-8") if raw_secret else None,
             secret_previous=raw_previous.encode("utf-8") if raw_previous else None,
             disable=parse_bool(raw_disable or "", "COMPILECACHE_DISABLE"),
@@ -242,6 +277,8 @@ _FILE_SETTINGS = (
     "remote",
     "remote_unsigned",
     "remote_read_only",
+    "lock_ttl",
+    "lock_timeout",
     "secret",
     "secret_previous",
     "disable",

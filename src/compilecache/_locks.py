@@ -1,7 +1,11 @@
 """Cross-process locks with an owner token and an expiry: one compile per key at a time.
 
 A lock is held by a token. It is released by its owner, broken by anyone once it expires, and
-on the same host broken at once when its owner process is gone (killed). Every wait is bounded.
+on the same machine broken at once when its owner process is gone (killed). Every wait is
+bounded. "The same machine" is the same boot and the same pid namespace (``machine_identity``),
+not the same host name: containers that share a host name see each other's pids as strangers'
+and must not judge them by ``kill(pid, 0)``. A holder that may outlive the lock's TTL keeps it
+with :class:`LeaseKeeper`, which renews the lease every third of the TTL until released.
 
 * :class:`FileLock`: a lock file created with ``O_EXCL`` in a directory (the disk store's),
   holding ``{"token", "pid", "host", "expires"}`` as JSON. Works for the processes of one
@@ -41,6 +45,49 @@ def _hostname() -> str:
     import socket
 
     return socket.gethostname()
+
+
+_machine: list[str] = []
+
+
+def machine_identity() -> str:
+    """This machine as far as pids mean anything: the host name, the boot (Linux's boot id)
+    and the pid namespace. Where /proc does not say, the host name alone."""
+    if not _machine:
+        parts = [_hostname()]
+        try:
+            with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as file:
+                parts.append(file.read().strip())
+            parts.append(os.readlink("/proc/self/ns/pid"))
+        except OSError:
+            pass
+        _machine.append("|".join(parts))
+    return _machine[0]
+
+
+class LeaseKeeper:
+    """Renews ``lock`` (an acquired lock with ``renew()``) every third of its TTL, from a
+    daemon thread, until :meth:`stop` or until a renewal finds the lock no longer ours."""
+
+    def __init__(self, lock: Any) -> None:
+        import threading
+
+        self._stop = threading.Event()
+        interval = max(0.05, float(lock.ttl) / 3)
+
+        def keep() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    if not lock.renew():
+                        return
+                except Exception:  # a store that does not answer: the next try may
+                    continue
+
+        self._thread = threading.Thread(target=keep, name="compilecache-lease", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def _as_int(value: object) -> int:
@@ -88,6 +135,7 @@ class FileLock:
         self._clock = clock
         self._token = os.urandom(16).hex()
         self._host = _hostname()
+        self._machine = machine_identity()
         self._owned = False
 
     def acquire(self, timeout: float) -> bool:
@@ -108,20 +156,38 @@ class FileLock:
             raise LockTimeoutError(f"lock {self.path} still held after {timeout:.1f} s")
 
     def _try_create(self) -> bool:
-        record = {
-            "token": self._token,
-            "pid": os.getpid(),
-            "host": self._host,
-            "expires": self._clock() + self.ttl,
-        }
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             return False
         with os.fdopen(fd, "w") as file:
-            json.dump(record, file)
+            json.dump(self._record(), file)
         self._owned = True
         return True
+
+    def _record(self) -> dict[str, Any]:
+        return {
+            "token": self._token,
+            "pid": os.getpid(),
+            "host": self._host,
+            "machine": self._machine,
+            "expires": self._clock() + self.ttl,
+        }
+
+    def renew(self) -> bool:
+        """Push the expiry a TTL ahead; False if the lock is no longer ours."""
+        if not self._owned:
+            return False
+        owner = self._owner()
+        if owner is None or owner.get("token") != self._token:
+            return False
+        with open(self.path, "w", encoding="utf-8") as file:  # (a reader of a half-written
+            json.dump(self._record(), file)  # file judges it by its fresh mtime: held)
+        return True
+
+    def _dead(self, owner: dict[str, Any]) -> bool:
+        """The owner is a process of this machine (see :func:`machine_identity`) that is gone."""
+        return owner.get("machine") == self._machine and not _pid_alive(_as_int(owner.get("pid")))
 
     def _owner(self) -> dict[str, Any] | None:
         try:
@@ -142,8 +208,7 @@ class FileLock:
         if owner is None:
             return True  # released meanwhile: try again at once
         expired = _as_float(owner.get("expires")) < self._clock()
-        dead = owner.get("host") == self._host and not _pid_alive(_as_int(owner.get("pid")))
-        if not (expired or dead):
+        if not (expired or self._dead(owner)):
             return False
         # Rename first: of several breakers only one wins the rename, so a fresh lock taken
         # by another breaker meanwhile is never deleted by mistake.
@@ -178,9 +243,15 @@ class FileLock:
         if owner is None:
             return False
         expired = _as_float(owner.get("expires")) < self._clock()
-        dead = owner.get("host") == self._host and not _pid_alive(_as_int(owner.get("pid")))
-        return not (expired or dead)
+        return not (expired or self._dead(owner))
 
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -201,6 +272,7 @@ class RedisLock:
         self._token = os.urandom(16).hex()
         self._owned = False
         self._release = client.register_script(_RELEASE)
+        self._renew = client.register_script(_RENEW)
 
     def acquire(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -211,6 +283,12 @@ class RedisLock:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(self.poll)
+
+    def renew(self) -> bool:
+        """Push the expiry a TTL ahead; False if the lock is no longer ours."""
+        if not self._owned:
+            return False
+        return bool(self._renew(keys=[self.name], args=[self._token, int(self.ttl * 1000)]))
 
     def release(self) -> None:
         if self._owned:

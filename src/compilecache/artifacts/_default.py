@@ -31,7 +31,12 @@ class ConfiguredHooks:
                 if config.disable:
                     self._hooks = NoHooks()
                 else:
-                    self._hooks = ArtifactHooks(open_store(config), salt=config.salt)
+                    self._hooks = ArtifactHooks(
+                        open_store(config),
+                        salt=config.salt,
+                        lock_ttl=config.lock_ttl,
+                        lock_timeout=config.lock_timeout,
+                    )
             return self._hooks
 
     def reset(self) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._locks import FileLock, Lock, RedisLock
+from .._locks import FileLock, LeaseKeeper, Lock, RedisLock
 from ..dispatch._entries import CacheEntry
 from ..dispatch._hooks import CompileRequest, LoadedEntry
 from ..keys import CacheKey, Unfingerprintable, build_key
@@ -133,6 +133,10 @@ class ArtifactHooks:
             try:
                 if lock.acquire(timeout=0):
                     request.options["lock"] = lock
+                    if callable(getattr(lock, "renew", None)):
+                        # Held while compiling, however long that takes: a compile that
+                        # outlives the TTL must not let the waiters compile too.
+                        request.options["lease"] = LeaseKeeper(lock)
                     # Another process may have finished between our read and our lock.
                     found = self._read(request, key)
                     return (found,) if found is not None else ()
@@ -235,6 +239,9 @@ class ArtifactHooks:
 
     def finish(self, request: CompileRequest) -> None:
         """Release the key's lock (after a save, or a compile that failed)."""
+        lease = request.options.pop("lease", None)
+        if lease is not None:
+            lease.stop()
         lock = request.options.pop("lock", None)
         if lock is not None:
             try:

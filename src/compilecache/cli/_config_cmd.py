@@ -23,6 +23,8 @@ def config_command(directory: str | None, remote: str | None, as_json: bool) -> 
         "COMPILECACHE_REMOTE": redact_url(config.remote) if config.remote else None,
         "COMPILECACHE_REMOTE_UNSIGNED": config.remote_unsigned,
         "COMPILECACHE_REMOTE_READ_ONLY": config.remote_read_only,
+        "COMPILECACHE_LOCK_TTL": config.lock_ttl,
+        "COMPILECACHE_LOCK_TIMEOUT": config.lock_timeout,
         "COMPILECACHE_SECRET": "(set)" if config.secret else None,
         "COMPILECACHE_SECRET_PREVIOUS": "(set)" if config.secret_previous else None,
         "COMPILECACHE_DISABLE": config.disable,
