@@ -478,3 +478,60 @@ def test_zero_dim_buffer_mutated_in_forward_is_read_live(store: DiskStore) -> No
         got = compiled(x)
         assert float(model.steps) == 101.0
         assert close(got, model.fc(x) + 202.0, 1e-4)  # float32 at 202: 1.5e-5 apart
+
+
+def test_rebinding_waits_for_a_call_running_in_another_thread(store: DiskStore) -> None:
+    """A call in one thread rebinding replaced weights rewrote the constants a call running
+    in another thread was reading (AOTInductor's constant update takes no lock against
+    runs). Now a runner's calls and rebinds are one at a time: here a slow run (0.4 s) in one
+    thread, and a call after a replaced parameter in another, whose rebinding must start
+    only once the run ended."""
+    import threading
+    import time
+
+    from compilecache.dispatch import cache_entries
+
+    model = Net().eval()
+    compiled = cct.compile(model, store=store)
+    x = torch.randn(4, 8)
+    with torch.no_grad():
+        compiled(x)
+    (entry,) = cache_entries(compiled._cc_call)
+    runner = entry.compiled
+    events: list[tuple[str, float]] = []
+    run, loader = runner._run, runner.loader
+
+    def slow_run(inputs: Any) -> Any:
+        events.append(("run starts", time.monotonic()))
+        time.sleep(0.4)
+        result = run(inputs)
+        events.append(("run ends", time.monotonic()))
+        return result
+
+    class RecordingLoader:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(loader, name)
+
+        def load_constants(self, *args: Any) -> Any:
+            events.append(("rebind", time.monotonic()))
+            return loader.load_constants(*args)
+
+    runner._run, runner.loader = slow_run, RecordingLoader()
+
+    def call_without_grad() -> None:
+        with torch.no_grad():  # (grad mode is per thread)
+            compiled(x)
+
+    first = threading.Thread(target=call_without_grad)
+    with torch.no_grad():
+        first.start()
+        deadline = time.monotonic() + 30
+        while not events and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert events, "the first call never reached the package"
+        model.fc2.weight = torch.nn.Parameter(model.fc2.weight.detach() * 2)
+        runner._run = run  # the second call runs at full speed once it may
+        assert close(compiled(x), model(x))
+        first.join()
+    order = [name for name, _ in events]
+    assert order.index("rebind") > order.index("run ends"), events

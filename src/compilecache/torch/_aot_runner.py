@@ -149,35 +149,45 @@ class AotRunner:
         """After :meth:`weights_current` said no: re-bind replaced tensors of the same kind, or
         raise :class:`StaleWeights` when their kind changed or one is gone."""
         with self._lock:
-            try:
-                found = self._resolve()
-            except ExportUnsupported as error:
-                raise StaleWeights(error.reason) from None
-            if [tensor_meta(tensor) for _, _, tensor in found] != self._meta:
-                raise StaleWeights(
-                    "a parameter or buffer changed dtype, device, shape, layout or requires_grad"
-                )
-            self.bind()
+            self._refresh()
+
+    def _refresh(self) -> None:
+        try:
+            found = self._resolve()
+        except ExportUnsupported as error:
+            raise StaleWeights(error.reason) from None
+        if [tensor_meta(tensor) for _, _, tensor in found] != self._meta:
+            raise StaleWeights(
+                "a parameter or buffer changed dtype, device, shape, layout or requires_grad"
+            )
+        self.bind()
 
     def __call__(self, training: Any, *args: Any, **kwargs: Any) -> Any:
-        # weights_current(), inlined: this is every call's path.
-        tensors = self._tensors
-        if (
-            not (
-                all(map(operator.is_, map(dict.get, self._holders, self._names), tensors))
-                and self._seen == _registrations[0]
-                and self._check(*tensors)
-            )
-            and not self.weights_current()
-        ):
-            self.refresh()
-        if self.flat:
-            flat = [*args, *map(kwargs.__getitem__, self.tensor_kwargs)] if kwargs else list(args)
-            return self._unflatten(self._run(flat))
-        # Only tensors are inputs of the package: None, bools, ints and strings are constants
-        # of its specialization (export bakes them in; the guards check them).
-        root = (args, {name: kwargs[name] for name in self.kwarg_order})
-        result = self._unflatten(self._run(self._inputs(root)))
+        # One call at a time per runner: a rebinding (another thread replaced a parameter)
+        # rewrites the constants a running call reads (AOTInductor's update of its constant
+        # buffer takes no lock against runs). The package's one runner serializes calls
+        # anyway, so the lock costs no parallelism, only its uncontended acquire.
+        with self._lock:
+            # weights_current(), inlined: this is every call's path.
+            tensors = self._tensors
+            if (
+                not (
+                    all(map(operator.is_, map(dict.get, self._holders, self._names), tensors))
+                    and self._seen == _registrations[0]
+                    and self._check(*tensors)
+                )
+                and not self.weights_current()
+            ):
+                self._refresh()
+            if self.flat:
+                flat = (
+                    [*args, *map(kwargs.__getitem__, self.tensor_kwargs)] if kwargs else list(args)
+                )
+                return self._unflatten(self._run(flat))
+            # Only tensors are inputs of the package: None, bools, ints and strings are
+            # constants of its specialization (export bakes them in; the guards check them).
+            root = (args, {name: kwargs[name] for name in self.kwarg_order})
+            result = self._unflatten(self._run(self._inputs(root)))
         return carry_state_back((args, kwargs), result)
 
 
