@@ -191,8 +191,26 @@ class TensorHooked(torch.nn.Module):
         return out
 
 
+class Branchy(torch.nn.Module):
+    """Data-dependent control flow: which branch runs depends on the values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = self.fc(x)
+        out: torch.Tensor = hidden.sum(dim=1) if hidden.sum() > 0 else hidden.amax(dim=1)
+        return out
+
+
 @pytest.mark.parametrize(
-    "kind, reason", [(Hooked, "forward or backward hooks"), (TensorHooked, "register_hook")]
+    "kind, reason",
+    [
+        (Hooked, "forward or backward hooks"),
+        (TensorHooked, "register_hook"),
+        (Branchy, "tracing forward and backward failed"),
+    ],
 )
 def test_what_a_training_package_cannot_serve_falls_back_with_the_reason_warned_once(
     kind: type, reason: str, store: DiskStore, caplog: pytest.LogCaptureFixture
