@@ -11,6 +11,12 @@ branches so callers can tell whose fault a failure is:
 
 :class:`LockTimeoutError` (also a ``TimeoutError``) has its own class because the right reaction
 (retry, or proceed without the lock) differs from both.
+
+The layers' own signals derive from :class:`CacheError` directly: ``Unfingerprintable`` (a value
+a key cannot be derived from: the call is not persisted), ``ManifestError`` and
+``GuardFormatError`` (a stored entry this version cannot read), ``StaleWeights`` (a compiled
+torch entry whose module changed kind), ``TorchArtifactError`` (also a ``ValueError``); a bad
+``COMPILECACHE_LOGS`` is a ``LogSpecError``, a usage error.
 """
 
 from __future__ import annotations

@@ -28,6 +28,8 @@ from __future__ import annotations
 import logging
 import os
 
+from ._errors import CacheUsageError
+
 CHANNELS = {
     "recompiles": "compilecache.recompiles",
     "guards": "compilecache.guards",
@@ -41,7 +43,7 @@ CHANNELS = {
 _handler: logging.Handler | None = None
 
 
-class LogSpecError(ValueError):
+class LogSpecError(CacheUsageError):
     """A ``COMPILECACHE_LOGS`` value that names an unknown channel."""
 
 

@@ -19,13 +19,14 @@ import sys
 import types
 from typing import Any
 
+from .._errors import CacheError
 from ..dispatch._guards import Guard, GuardKind, Path
 from ..keys._canonical import Unfingerprintable, qualified_name
 
 K = GuardKind
 
 
-class GuardFormatError(Exception):
+class GuardFormatError(CacheError):
     """Stored guards that do not read back (unknown tag, unresolvable type): the entry is not
     used, never trusted half-read."""
 

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from .._errors import CacheError
 from ..keys import FORMAT_VERSION, CacheKey
 
 _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -26,7 +27,7 @@ _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
 }
 
 
-class ManifestError(Exception):
+class ManifestError(CacheError):
     """A stored manifest that cannot be used (wrong format, key, or artifact digest)."""
 
 

@@ -15,8 +15,10 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from .._errors import CacheError
 
-class Unfingerprintable(Exception):
+
+class Unfingerprintable(CacheError):
     """A value cannot be encoded stably; ``reason`` says which and why (for bypass counts).
     ``where``: once known, where the value was reached (an attribute path such as
     ``config.tokenizer``), which the reason then already names, so that callers up the walk

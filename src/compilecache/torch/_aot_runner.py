@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from .._errors import CacheError
 from ._flat_plans import InputPlan
 from ._package import ExportUnsupported, Unflatten, output_builder, resolve_tensor
 from ._structures import carry_state_back
@@ -45,7 +46,7 @@ for _register in (
     _register(_registered)
 
 
-class StaleWeights(Exception):
+class StaleWeights(CacheError):
     """The module's tensors no longer fit the package (a dtype, device, shape or
     ``requires_grad`` changed, or a tensor it needs is gone)."""
 

@@ -23,6 +23,8 @@ import json
 import struct
 from typing import TYPE_CHECKING, Any
 
+from .._errors import CacheError
+
 if TYPE_CHECKING:
     from ._aot_runner import CallLayout
     from ._train_capture import TrainLayout
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
 MAGIC = b"CCTORCH1\n"
 
 
-class TorchArtifactError(ValueError):
+class TorchArtifactError(CacheError, ValueError):
     """Bytes that are not a torch entry this version can read."""
 
 
