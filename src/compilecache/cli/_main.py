@@ -8,12 +8,9 @@ from typing import Any
 import click
 
 from .._errors import BackendError, CacheUsageError
+from ._exit_codes import EXIT_BACKEND, EXIT_USAGE, EXIT_VERIFY
 
-#: Exit codes: usage errors (bad options, bad configuration), backend failures (a store or a
-#: compiler failed), verification failures (``verify`` found bad entries).
-EXIT_USAGE = 2
-EXIT_BACKEND = 3
-EXIT_VERIFY = 4
+__all__ = ["EXIT_BACKEND", "EXIT_USAGE", "EXIT_VERIFY", "main"]
 
 
 class Group(click.Group):

@@ -20,7 +20,7 @@ from ._common import (
     untrusted_local,
     with_store_options,
 )
-from ._main import EXIT_VERIFY
+from ._exit_codes import EXIT_VERIFY
 
 
 @click.command()
