@@ -9,13 +9,12 @@ from __future__ import annotations
 import itertools
 import logging
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from torchhelpers import report_of, require_torch, shared_remote, worker_env
+from torchhelpers import report_of, require_torch, shared_remote, start_worker, worker_env
 
 torch = require_torch()
 
@@ -259,13 +258,7 @@ def test_cold_processes_compile_once_and_another_machine_trains_warm_from_redis(
 
 
 def start_train_worker(name: str, env: dict[str, str], *options: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, str(WORKER), name, *options],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_worker(name, env, *options, worker=WORKER)
 
 
 @pytest.mark.parametrize("name", ["mlp", "transformer"])

@@ -51,9 +51,11 @@ def shared_remote(url: str) -> dict[str, str]:
     return {"COMPILECACHE_REMOTE": url, "COMPILECACHE_SECRET": SHARED_SECRET}
 
 
-def start_worker(model: str, env: dict[str, str], *options: str) -> subprocess.Popen[str]:
+def start_worker(
+    model: str, env: dict[str, str], *options: str, worker: Path = WORKER
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, str(WORKER), model, *options],
+        [sys.executable, str(worker), model, *options],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

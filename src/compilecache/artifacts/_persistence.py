@@ -29,7 +29,6 @@ from ..dispatch._entries import CacheEntry
 from ..dispatch._hooks import CompileRequest, LoadedEntry
 from ..keys import CacheKey, Unfingerprintable, build_key
 from ..stores import BaseStore, CodecStore, DiskStore, ReadOnly, TieredStore, store_layers
-from ..stores._layers import writable_layers
 from . import _layout as layout
 from ._guard_format import GuardFormatError, dump_guards, load_guards
 from ._manifest import Manifest, ManifestError
@@ -446,7 +445,7 @@ def default_lock_factory(store: BaseStore, ttl: float) -> Callable[[str], Lock]:
     consumer takes no lock there), else a file lock in the disk store's directory, else a
     lock local to this process's temp directory."""
     layers = store_layers(store)
-    for layer in writable_layers(store):
+    for layer in store_layers(store, writable=True):
         if layer.remote and hasattr(layer, "_client"):
             client = layer._client
             return lambda name: RedisLock(client, name, ttl=ttl)

@@ -5,15 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 
-def store_layers(store: Any) -> list[Any]:
+def store_layers(store: Any, *, writable: bool = False) -> list[Any]:
     """The innermost stores of ``store``, fastest tier first: what a wrapper (``inner``) or a
-    tiered store (``tiers``) is made of."""
+    tiered store (``tiers``) is made of. ``writable``: only those that writes reach (not
+    behind a read-only view)."""
+    if writable:
+        from ._readonly import ReadOnly
+
+        if isinstance(store, ReadOnly):
+            return []
     inner = getattr(store, "inner", None)
     if inner is not None:
-        return store_layers(inner)
+        return store_layers(inner, writable=writable)
     tiers = getattr(store, "tiers", None)
     if tiers:
-        return [layer for tier in tiers for layer in store_layers(tier)]
+        return [layer for tier in tiers for layer in store_layers(tier, writable=writable)]
     return [store]
 
 
@@ -22,18 +28,3 @@ def disk_store_of(store: Any) -> Any:
     from ._disk import DiskStore
 
     return next((layer for layer in store_layers(store) if isinstance(layer, DiskStore)), None)
-
-
-def writable_layers(store: Any) -> list[Any]:
-    """The innermost stores of ``store`` that writes reach (not behind a read-only view)."""
-    from ._readonly import ReadOnly
-
-    if isinstance(store, ReadOnly):
-        return []
-    inner = getattr(store, "inner", None)
-    if inner is not None:
-        return writable_layers(inner)
-    tiers = getattr(store, "tiers", None)
-    if tiers:
-        return [layer for tier in tiers for layer in writable_layers(tier)]
-    return [store]
