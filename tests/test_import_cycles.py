@@ -1,6 +1,7 @@
 """No import cycles among compilecache's modules, counting imports made inside functions:
 a cycle works only as long as nobody reorders the imports (the command group imported the
-commands, which imported the group's exit codes)."""
+commands, which imported the group's exit codes). Imports under ``if TYPE_CHECKING:`` never
+run (annotations are strings), so they are left out."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     imported from a package counts as its submodule when it is one, else as the package."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in _runtime_nodes(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name in modules)
         elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
@@ -36,6 +37,20 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
             subs = {f"{target}.{a.name}" for a in node.names} & modules.keys()
             found.update(subs or ({target} & modules.keys()))
     found.discard(name)
+    return found
+
+
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node of ``tree`` but the bodies of ``if TYPE_CHECKING:``."""
+    found: list[ast.AST] = []
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        found.append(node)
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING"):
+            pending.extend(node.orelse)
+            continue
+        pending.extend(ast.iter_child_nodes(node))
     return found
 
 

@@ -1,8 +1,9 @@
 """What a store holds, entry by entry (a manifest and its artifact), for the command line:
 list, find by key prefix, read the per-function indexes, prune.
 
-Entries are read through the store (so signatures are checked); sizes and times come from the
-disk store's index when the store has one (a Redis-only store has no access times).
+Entries are read through the store's maintenance handle (so signatures are checked); sizes and
+times come from the local disk store's index when the store has one (a Redis-only store has no
+access times).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import CacheUsageError
-from ..stores import disk_store_of
 from . import _layout as layout
 from ._manifest import Manifest, ManifestError
 
@@ -62,54 +62,23 @@ class StoredEntry:
         }
 
 
-def codec_chain(store: Any, disk: Any) -> list[Any] | None:
-    """The codec stores between ``store`` and ``disk``, outermost first (None: ``disk`` is not
-    inside ``store``)."""
-    from ..stores import CodecStore
-
-    if store is disk:
-        return []
-    inner = getattr(store, "inner", None)
-    if inner is not None:
-        chain = codec_chain(inner, disk)
-        if chain is not None and isinstance(store, CodecStore):
-            return [store, *chain]
-        return chain
-    for tier in getattr(store, "tiers", ()):
-        chain = codec_chain(tier, disk)
-        if chain is not None:
-            return chain
-    return None
-
-
-def decode_through(chain: list[Any], key: str, payload: bytes) -> bytes:
-    """Undo the codecs of ``chain`` (from :func:`codec_chain`) on a value read from the disk
-    store: the innermost store's first, each store's codecs in reverse. Raises
-    :class:`RejectedEntryError` or :class:`CorruptEntryError`."""
-    for codec_store in reversed(chain):
-        for codec in reversed(codec_store.codecs):
-            payload = codec.decode(key, payload)
-    return payload
-
-
 def read_value(store: Any, key: str) -> tuple[bytes | None, str | None]:
-    """(the value of ``key``, None) or (None, what is wrong), read from the disk store without
-    recording an access or removing a bad value (that is verify's job, with quarantine);
-    from the store itself when it has no disk store or the key is not on disk."""
+    """(the value of ``key``, None) or (None, what is wrong), read from the local disk store
+    without recording an access or removing a bad value (that is verify's job, with
+    quarantine); from the store itself when it has no local store or the key is not there."""
     from .._errors import CorruptEntryError, RejectedEntryError
-    from ..stores._disk_maintenance import read_raw
 
-    disk = disk_store_of(store)
-    if disk is None:
+    local = store.maintenance()
+    if local is None:
         return store.get(key), None
-    read = read_raw(disk, key)
+    read = local.read_raw(key)
     if read.row is None:
         return store.get(key), None
     if read.problem is not None:
         return None, read.problem
     assert read.payload is not None
     try:
-        return decode_through(codec_chain(store, disk) or [], key, read.payload), None
+        return local.decode(key, read.payload), None
     except (RejectedEntryError, CorruptEntryError) as error:
         return None, str(error)
 
@@ -119,12 +88,10 @@ def stored_entries(
 ) -> list[StoredEntry]:
     """Every entry of ``store`` with its manifest, size, times and (from ``loads``, the
     persisted counters) how often it was loaded."""
-    disk = disk_store_of(store)
+    local = store.maintenance()
     rows: dict[str, Any] = {}
-    if disk is not None:
-        from ..stores._disk_maintenance import entries
-
-        rows = {row.key: row for row in entries(disk)}
+    if local is not None:
+        rows = {row.key: row for row in local.entries()}
         keys = [k[len(MANIFESTS) :] for k in rows if k.startswith(MANIFESTS)]
     else:
         keys = [k[len(MANIFESTS) :] for k in store.keys() if k.startswith(MANIFESTS)]
@@ -227,17 +194,19 @@ def prune(
     Entries being read are safe: see :mod:`compilecache.stores._disk_maintenance`.
     Raises :class:`CacheUsageError` when ``store`` has no disk store.
     """
-    from ..stores._disk_maintenance import delete_many, entries
-
-    disk = disk_store_of(store)
-    if disk is None:
+    local = store.maintenance()
+    if local is None:
         raise CacheUsageError("prune works on a local disk store, and this store has none")
+    if not local.writable:
+        raise CacheUsageError(
+            f"the local store in {local.root} is configured read-only: nothing was pruned"
+        )
     now = time.time() if now is None else now
     listed = stored_entries(store)
     manifests = {entry.key for entry in listed}
     orphans = [
         row
-        for row in entries(disk)
+        for row in local.entries()
         if row.key.startswith(ARTIFACTS)
         and row.key[len(ARTIFACTS) :] not in manifests
         and now - row.created > ORPHAN_GRACE
@@ -252,7 +221,7 @@ def prune(
             doomed.append(entry)
         else:
             kept.append(entry)
-    total = (disk.stats().size or 0) - sum(row.size for row in orphans)
+    total = (local.stats().size or 0) - sum(row.size for row in orphans)
     total -= sum(entry.size for entry in doomed)
     if max_size is not None:
         kept.sort(key=lambda e: e.last_used or e.created or 0.0)  # least recently used first
@@ -263,7 +232,7 @@ def prune(
         if total > max_size:  # still over: young orphans too (a writer mid-way recompiles)
             young = [
                 row
-                for row in entries(disk)
+                for row in local.entries()
                 if row.key.startswith(ARTIFACTS)
                 and row.key[len(ARTIFACTS) :] not in manifests
                 and row not in orphans
@@ -272,11 +241,11 @@ def prune(
             total -= sum(row.size for row in young)
     report = PruneReport(kept=len(kept), size_after=max(total, 0), orphans=len(orphans))
     if orphans:
-        delete_many(disk, [row.key for row in orphans])
+        local.delete_many([row.key for row in orphans])
         report.freed = sum(row.size for row in orphans)
     for done, entry in enumerate(doomed, 1):
         # The manifest and the artifact in one transaction: the manifest is what publishes.
-        delete_many(disk, [layout.manifest_key(entry.key), layout.artifact_key(entry.key)])
+        local.delete_many([layout.manifest_key(entry.key), layout.artifact_key(entry.key)])
         report.removed += 1
         report.freed += entry.size
         if progress is not None:

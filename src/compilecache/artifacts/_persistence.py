@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._locks import FileLock, LeaseKeeper, Lock, RedisLock
+from .._locks import FileLock, LeaseKeeper, Lock
 from ..dispatch._entries import CacheEntry
 from ..dispatch._hooks import CompileRequest, LoadedEntry
 from ..keys import CacheKey, Unfingerprintable, build_key
-from ..stores import BaseStore, CodecStore, DiskStore, ReadOnly, TieredStore, store_layers
+from ..stores import BaseStore
 from . import _layout as layout
 from ._guard_format import GuardFormatError, dump_guards, load_guards
 from ._manifest import Manifest, ManifestError
@@ -192,7 +192,7 @@ class ArtifactHooks:
             self._index(request.fn, key, manifest)  # type: ignore[arg-type]
             # Remote writes may be queued: publish them before releasing the lock, or a process
             # waiting for this key would find neither the lock nor the entry and compile again.
-            _flush(self.store)
+            self.store.flush(60.0)
         finally:
             self.finish(request)
             if self.recorder is not None:
@@ -210,30 +210,19 @@ class ArtifactHooks:
             for name, value in writes:
                 self.store.put(name, value)
             return True
-        # Per tier: write the admitting tiers through the tiered store, so its write policy
-        # holds (a LOCAL_ONLY remote is not written, a LOCAL_THEN_REMOTE one from its queue),
-        # and through the codecs, if any, so that signing still applies.
-        store: BaseStore = self.store
-        encode: Callable[[str, bytes], bytes] = _identity_encode
-        if isinstance(store, CodecStore):
-            encode = store.encode
-            store = store.inner
-        tiers = store.tiers if isinstance(store, TieredStore) else (store,)
+        # Per tier: only the admitting tiers, through the store (its write policy and its
+        # codecs hold: a LOCAL_ONLY remote is not written, signing still applies).
         admitted = []
-        for tier in tiers:
-            if rules.get(tier.name, Admission()).admits(compile_seconds, size):
-                admitted.append(tier.name)
+        for tier in self.store.tier_names:
+            if rules.get(tier, Admission()).admits(compile_seconds, size):
+                admitted.append(tier)
             else:
-                self.stats.admission_skips[tier.name] += 1
+                self.stats.admission_skips[tier] += 1
         if not admitted:
             return False
         wrote = False
         for name, value in writes:
-            if isinstance(store, TieredStore):
-                wrote = store.put_to(admitted, name, encode(name, value)) or wrote
-            else:
-                store.put(name, encode(name, value))
-                wrote = True
+            wrote = self.store.put_to(admitted, name, value) or wrote
         return wrote
 
     def finish(self, request: CompileRequest) -> None:
@@ -411,48 +400,22 @@ def run_id() -> str:
 def _recorder_for(store: BaseStore, hooks: ArtifactHooks) -> Any:
     """The counters recorder of the disk store's directory, or None without a disk store or
     when the store is read-only (nothing is written into a read-only store's directory)."""
-    from ..stores import disk_store_of
     from ..telemetry import CountersDB
     from ..telemetry._recorder import recorder_for
 
-    disk = disk_store_of(store)
-    if disk is None or _read_only(store):
+    local = store.maintenance()
+    if local is None or store.read_only:
         return None
-    return recorder_for(CountersDB(disk.root), store, hooks.stats, hooks)
-
-
-def _read_only(store: Any) -> bool:
-    while store is not None:
-        if isinstance(store, ReadOnly):
-            return True
-        store = getattr(store, "inner", None)
-    return False
-
-
-def _identity_encode(name: str, value: bytes) -> bytes:
-    return value
-
-
-def _flush(store: BaseStore, timeout: float = 60.0) -> None:
-    if isinstance(store, (CodecStore, ReadOnly)):
-        _flush(store.inner, timeout)
-    elif isinstance(store, TieredStore):
-        store.flush(timeout)
+    return recorder_for(CountersDB(local.root), store, hooks.stats, hooks)
 
 
 def default_lock_factory(store: BaseStore, ttl: float) -> Callable[[str], Lock]:
-    """A Redis lock when the store has a Redis tier it writes (it spans machines; a read-only
-    consumer takes no lock there), else a file lock in the disk store's directory, else a
-    lock local to this process's temp directory."""
-    layers = store_layers(store)
-    for layer in store_layers(store, writable=True):
-        if layer.remote and hasattr(layer, "_client"):
-            client = layer._client
-            return lambda name: RedisLock(client, name, ttl=ttl)
-    for layer in layers:
-        if isinstance(layer, DiskStore):
-            directory = layer.root / "locks"
-            return lambda name: FileLock(directory, name, ttl=ttl)
+    """The locks the store offers (``store.lock_factory``: a Redis lock when it writes a
+    Redis tier, else a file lock in its disk store's directory), else a lock local to this
+    process's temp directory."""
+    offered = store.lock_factory(ttl)
+    if offered is not None:
+        return offered
     import tempfile
 
     # One directory per user, private: a shared one in /tmp would let other users hold or

@@ -16,16 +16,15 @@ then nothing is quarantined for its signature (a wrong secret must not empty a c
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .._errors import CacheUsageError, CorruptEntryError, RejectedEntryError
-from ..stores import disk_store_of
+from ..stores import Maintenance
 from . import _layout as layout
-from ._inventory import MANIFESTS, codec_chain, decode_through
+from ._inventory import MANIFESTS
 from ._manifest import Manifest, ManifestError
 
 
@@ -74,19 +73,16 @@ def verify_store(
 
     Raises :class:`CacheUsageError` when ``store`` has no disk store.
     """
-    from ..stores._disk_maintenance import read_raw
-
-    disk = disk_store_of(store)
-    if disk is None:
+    local = store.maintenance()
+    if local is None:
         raise CacheUsageError("verify checks a local disk store, and this store has none")
-    chain = codec_chain(store, disk) or []
-    report = VerifyReport(index_damage=disk.damage_records())
-    keys = sorted(disk.keys())
+    report = VerifyReport(index_damage=local.damage_records())
+    keys = sorted(local.keys())
     values: dict[str, bytes] = {}
     rows: dict[str, Any] = {}  # the very row each value was read from
     signed_ok = 0
     for done, key in enumerate(keys, 1):
-        read = read_raw(disk, key)
+        read = local.read_raw(key)
         payload, problem = read.payload, read.problem
         if read.row is None:
             continue  # removed meanwhile
@@ -97,7 +93,7 @@ def verify_store(
         else:
             assert payload is not None
             try:
-                values[key] = decode_through(chain, key, payload)
+                values[key] = local.decode(key, payload)
                 signed_ok += 1
             except RejectedEntryError as error:
                 report.rejected.append((key, str(error)))
@@ -114,46 +110,30 @@ def verify_store(
     report.ok = report.checked - report.bad_entries
     if report.rejected and not signed_ok:
         report.secret_suspect = True
-    if quarantine:
-        _quarantine(disk, report, values, rows)
+    if quarantine and local.writable:
+        _quarantine(local, report, values, rows)
         if report.index_damage:  # reported once: the record joins the quarantined entries
-            moved = _quarantine_damage_record(disk)
+            moved = local.set_aside_damage_record()
             if moved is not None:
                 report.quarantined.append(str(moved))
     return report
 
 
-def _quarantine_damage_record(disk: Any) -> Path | None:
-    from ..stores._disk import DAMAGE_RECORD
-    from ..stores._disk_maintenance import QUARANTINE
-
-    source = disk.root / DAMAGE_RECORD
-    target: Path = disk.root / QUARANTINE / f"{DAMAGE_RECORD}.{int(time.time())}"
-    try:
-        target.parent.mkdir(mode=0o700, exist_ok=True)
-        source.rename(target)
-    except OSError:
-        return None
-    return target
-
-
 def _quarantine(
-    disk: Any, report: VerifyReport, values: dict[str, bytes], rows: dict[str, Any]
+    local: Maintenance, report: VerifyReport, values: dict[str, bytes], rows: dict[str, Any]
 ) -> None:
-    from ..stores._disk_maintenance import quarantine as move_aside
-
     doomed = report.corrupt + report.inconsistent
     if not report.secret_suspect:
         doomed = doomed + report.rejected
     for key, reason in doomed:
-        moved = move_aside(disk, key, reason, rows[key])
+        moved = local.quarantine(key, reason, rows[key])
         if moved is not None:
             report.quarantined.append(str(moved))
         if key.startswith(MANIFESTS):  # its artifact is unusable without it
             artifact = layout.artifact_key(key[len(MANIFESTS) :])
             if artifact in values:
                 why = f"its manifest was quarantined: {reason}"
-                move_aside(disk, artifact, why, rows[artifact])
+                local.quarantine(artifact, why, rows[artifact])
 
 
 def _entry_problem(digest: str, manifest_bytes: bytes, artifact: bytes | None) -> str | None:
@@ -171,7 +151,5 @@ def _entry_problem(digest: str, manifest_bytes: bytes, artifact: bytes | None) -
 
 
 def quarantine_dir(store: Any) -> Path | None:
-    from ..stores._disk_maintenance import QUARANTINE
-
-    disk = disk_store_of(store)
-    return None if disk is None else disk.root / QUARANTINE
+    local = store.maintenance()
+    return None if local is None else local.quarantine_dir

@@ -67,9 +67,7 @@ def import_command(directory: str | None, remote: str | None, as_json: bool, pat
             previous_secret=config.secret_previous,
             progress=update,
         )
-    from ..artifacts._persistence import _flush
-
-    _flush(store)  # a remote tier's writes are queued: finish them before the process ends
+    store.flush(60.0)  # a remote tier's writes are queued: finish them before the process ends
     if as_json:
         emit_json(
             {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import click
 
@@ -125,15 +124,13 @@ def prune(
 def clear(directory: str | None, remote: str | None, yes: bool) -> None:
     """Remove every entry of the local store (the counters stay; `stats --zero` resets them).
     A remote tier is left alone: other machines share it."""
-    from ..stores import disk_store_of
-
     config, store = open_configured(directory, remote)
-    disk: Any = disk_store_of(store)
-    if disk is None:
+    local = store.maintenance()
+    if local is None:
         why = untrusted_local(config)
         raise CacheUsageError(why or "this store has no local disk store to clear")
-    count = disk.stats().entries
+    count = local.stats().entries
     if not yes:
         click.confirm(f"Remove all {count} values from {config.dir}?", abort=True)
-    removed = disk.clear()
+    removed = local.clear()
     click.echo(f"removed {removed} values from {config.dir}")

@@ -21,6 +21,7 @@ from ._keys import MAX_KEY_LENGTH as MAX_KEY_LENGTH
 from ._keys import check_key as check_key
 from ._layers import disk_store_of as disk_store_of
 from ._layers import store_layers as store_layers
+from ._maintenance import Maintenance as Maintenance
 from ._memory import MemoryStore as MemoryStore
 from ._null import NullStore as NullStore
 from ._readonly import ReadOnly as ReadOnly
@@ -31,6 +32,7 @@ from ._tiered import TieredStore as TieredStore
 from ._tiered import WritePolicy as WritePolicy
 from ._trust import TierTrust as TierTrust
 from ._trust import skipped_tiers as skipped_tiers
+from ._wrapper import WrappingStore as WrappingStore
 
 if TYPE_CHECKING:
     from ._breaker import CircuitBreaker as CircuitBreaker
@@ -57,6 +59,7 @@ __all__ = [
     "Compression",
     "DiskStore",
     "MAX_KEY_LENGTH",
+    "Maintenance",
     "MemoryStore",
     "NullStore",
     "ReadOnly",
@@ -66,6 +69,7 @@ __all__ = [
     "StoreStats",
     "TieredStore",
     "TierTrust",
+    "WrappingStore",
     "WritePolicy",
     "check_key",
     "default_executor",

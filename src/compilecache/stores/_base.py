@@ -3,7 +3,10 @@
 :class:`Store` is the protocol every store satisfies; :class:`BaseStore` gives a new backend the
 optional parts (batches, async variants, membership, context management, fail-open error handling)
 with safe defaults, so a backend only writes ``get``, ``insert``, ``put``, ``delete``, ``keys`` and
-``stats``.
+``stats``. It also gives the *capabilities* (docs/stores.md): what a store is made of
+(``layers``, ``read_only``, ``tier_names``) and what it offers (``flush``, ``lock_factory``,
+``put_to``, ``tier_counters``, ``maintenance``). Wrappers and tiered stores answer them by
+delegating, so that nothing outside this package takes a store stack apart.
 """
 
 from __future__ import annotations
@@ -11,14 +14,21 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .._errors import BackendError, CacheTypeError
 from .._ratelimit import RateLimitedLog
 from ._keys import check_key
 from ._stats import Counters, StoreStats
+
+if TYPE_CHECKING:
+    from .._locks import Lock
+    from ._maintenance import Maintenance
+
+#: Makes the lock of a name (see ``BaseStore.lock_factory``).
+LockFactory = Callable[[str], "Lock"]
 
 logger = logging.getLogger("compilecache.store")
 
@@ -186,6 +196,50 @@ class BaseStore:
     def put_async(self, key: str, value: bytes, executor: Executor | None = None) -> Future[None]:
         """``put`` on ``executor`` (default: :func:`default_executor`)."""
         return (executor or default_executor()).submit(self.put, key, value)
+
+    # -- capabilities (docs/stores.md): wrappers and tiered stores override by delegating --
+    def layers(self, *, writable: bool = False) -> tuple[BaseStore, ...]:
+        """The concrete stores inside this one, fastest first: itself, for a concrete store.
+        ``writable``: only those that writes reach (none behind a read-only view)."""
+        return (self,)
+
+    @property
+    def read_only(self) -> bool:
+        """True when no write reaches any layer of this store."""
+        return False
+
+    @property
+    def tier_names(self) -> tuple[str, ...]:
+        """The names that admission rules and :meth:`put_to` address."""
+        return (self.name,)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Make this store's pending writes visible to other processes; return whether all
+        of them were within ``timeout`` seconds. Nothing is pending here."""
+        return True
+
+    def lock_factory(self, ttl: float, *, shared: bool = True) -> LockFactory | None:
+        """The locks that coordinate compiles of this store's keys across the processes using
+        it (a lock lives ``ttl`` seconds unrenewed), or None when the store offers none.
+        ``shared=False``: only locks that write nothing another machine reads."""
+        return None
+
+    def put_to(self, names: Collection[str], key: str, value: bytes) -> bool:
+        """``put`` into only the tiers named ``names`` (see :attr:`tier_names`), by this
+        store's write policy; return whether any tier was written (or queued)."""
+        if self.name not in names:
+            return False
+        self.put(key, value)
+        return True
+
+    def tier_counters(self) -> dict[str, dict[str, int]]:
+        """Per tier, the counters its ``stats()`` would report, read without locks or I/O."""
+        return {self.name: self._counters.peek()}
+
+    def maintenance(self) -> Maintenance | None:
+        """The maintenance handle of the local disk store in this store, seen through the
+        codecs above it (to list, read raw, delete many, quarantine), or None without one."""
+        return None
 
     def __enter__(self) -> BaseStore:
         return self

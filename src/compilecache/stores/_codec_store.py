@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from .._errors import CorruptEntryError, RejectedEntryError
 from .._ratelimit import RateLimitedLog
@@ -12,11 +13,15 @@ from ._base import BaseStore, check_value
 from ._codecs import Codec
 from ._keys import check_key
 from ._stats import StoreStats
+from ._wrapper import WrappingStore
+
+if TYPE_CHECKING:
+    from ._maintenance import Maintenance
 
 logger = logging.getLogger("compilecache.store.codec")
 
 
-class CodecStore(BaseStore):
+class CodecStore(WrappingStore):
     """Encodes values with ``codecs`` (in order) on write, decodes in reverse on read.
 
     A value that fails to decode is never returned: a bad signature counts as ``rejected``,
@@ -36,10 +41,8 @@ class CodecStore(BaseStore):
     def __init__(
         self, store: BaseStore, codecs: Sequence[Codec], *, name: str | None = None
     ) -> None:
-        super().__init__(name=name or store.name)
-        self.inner = store
+        super().__init__(store, name=name)
         self.codecs = tuple(codecs)
-        self.remote = store.remote
         self._log = RateLimitedLog(logger, interval=300.0)
 
     def encode(self, key: str, value: bytes) -> bytes:
@@ -91,12 +94,6 @@ class CodecStore(BaseStore):
         self._counters.add("misses", len(wanted) - len(found))
         return found
 
-    def __contains__(self, key: object) -> bool:
-        return key in self.inner
-
-    def keys(self) -> Iterator[str]:
-        return self.inner.keys()
-
     def insert(self, key: str, value: bytes) -> bool:
         value = check_value(value)
         accepted = self.inner.insert(check_key(key), self._encode(key, value))
@@ -115,9 +112,6 @@ class CodecStore(BaseStore):
         for value in items.values():
             self._counters.wrote(len(value))
 
-    def delete(self, key: str) -> bool:
-        return self.inner.delete(key)
-
     def stats(self) -> StoreStats:
         inner = self.inner.stats()
         own = self._counters.snapshot(self.name)
@@ -133,5 +127,30 @@ class CodecStore(BaseStore):
             bytes_read=own.bytes_read,
         )
 
-    def close(self) -> None:
-        self.inner.close()
+    # -- capabilities: the inner store's, seen through the codecs -------------------------
+    def put_to(self, names: Collection[str], key: str, value: bytes) -> bool:
+        value = check_value(value)
+        written = self.inner.put_to(names, check_key(key), self._encode(key, value))
+        if written:
+            self._counters.wrote(len(value))
+        return written
+
+    def tier_counters(self) -> dict[str, dict[str, int]]:
+        """Over one tier, that tier's counters with this store's view of reads (hits after
+        decoding, refusals); over several, this store's own counts under its own name."""
+        inner = self.inner.tier_counters()
+        own = self._counters.peek()
+        if len(inner) == 1:
+            ((name, values),) = inner.items()
+            values = dict(values)
+            for field in ("hits", "misses", "bytes_read"):
+                values[field] = own[field]
+            values["rejected"] += own["rejected"]
+            values["corrupt"] += own["corrupt"]
+            return {name: values}
+        inner[self.name] = own
+        return inner
+
+    def maintenance(self) -> Maintenance | None:
+        found = self.inner.maintenance()
+        return None if found is None else found.through(self.codecs)

@@ -26,17 +26,20 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors import ConfigError, CorruptEntryError, InvalidKeyError, UntrustedDirectoryError
 from .._ratelimit import RateLimitedLog
 from . import _disk_files as files
 from . import _frame
-from ._base import BaseStore, check_value
+from ._base import BaseStore, LockFactory, check_value
 from ._disk_index import Index, transaction
 from ._keys import check_key
 from ._private_dir import directory_problem, make_private_directory, untrusted_directory_message
 from ._stats import StoreStats
+
+if TYPE_CHECKING:
+    from ._disk_maintenance import DiskMaintenance
 
 logger = logging.getLogger("compilecache.store.disk")
 
@@ -266,6 +269,11 @@ class DiskStore(BaseStore):
             adopted,
             "an unknown number of entries" if lost is None else f"{lost} entries",
         )
+
+    @property
+    def damage_record_path(self) -> Path:
+        """Where recoveries from a damaged index are recorded (see :meth:`damage_records`)."""
+        return self.root / DAMAGE_RECORD
 
     def damage_records(self) -> list[dict[str, Any]]:
         """What each recovery from a damaged index found (see :meth:`_salvage`)."""
@@ -592,14 +600,30 @@ class DiskStore(BaseStore):
         if self._run("sweep", None, claim, False):
             self.sweep_orphans()
 
-    def flush(self) -> None:
+    def flush(self, timeout: float | None = None) -> bool:
         """Write the buffered access times of recent reads into the index."""
+        if not self._pending_access:
+            return True
 
         def write(conn: sqlite3.Connection) -> None:
             with transaction(conn):
                 self._flush_access(conn)
 
         self._run("flush", None, write, None)
+        return True
+
+    def lock_factory(self, ttl: float, *, shared: bool = True) -> LockFactory | None:
+        """File locks in this store's ``locks/`` directory (they span the processes that share
+        the directory)."""
+        from .._locks import FileLock
+
+        directory = self.root / "locks"
+        return lambda name: FileLock(directory, name, ttl=ttl)
+
+    def maintenance(self) -> DiskMaintenance:
+        from ._disk_maintenance import DiskMaintenance
+
+        return DiskMaintenance(self)
 
     def close(self) -> None:
         """Flush access times and close this process's connections."""

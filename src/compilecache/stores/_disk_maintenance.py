@@ -1,5 +1,9 @@
 """Maintenance of a disk store for the ``compilecache`` command: list, verify, quarantine.
 
+:class:`DiskMaintenance` is the handle (a :class:`~._maintenance.Maintenance`) a store offers
+through ``store.maintenance()``: the local disk store, the codecs above it (to decode what it
+holds) and whether it may be changed.
+
 Separate from the store's hot paths. Everything here is safe while other processes use the
 store: entries are read through the index like any reader; removing one deletes its row in a
 transaction that matches the row read, then unlinks its file. A reader that had already opened
@@ -14,28 +18,22 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .._errors import CorruptEntryError
+from .._errors import CacheUsageError, CorruptEntryError
 from . import _disk_files as files
 from . import _frame
-from ._disk import DiskStore
+from ._codecs import Codec
 from ._disk_index import transaction
+from ._maintenance import EntryInfo, RawRead
+
+if TYPE_CHECKING:
+    from ._disk import DiskStore
+from ._stats import StoreStats
 
 QUARANTINE = "quarantine"
-
-
-@dataclass(frozen=True)
-class EntryInfo:
-    """One row of a disk store's index."""
-
-    key: str
-    size: int
-    created: float
-    accessed: float
-    inline: bool
 
 
 def entries(store: DiskStore) -> list[EntryInfo]:
@@ -52,16 +50,6 @@ def entries(store: DiskStore) -> list[EntryInfo]:
         nothing,
     )
     return [EntryInfo(k, s, c, a, bool(i)) for k, s, c, a, i in rows]
-
-
-@dataclass(frozen=True)
-class RawRead:
-    """A value as read by maintenance: ``payload`` after the frame check, or ``problem``
-    saying what is wrong; ``row`` identifies the very row read (None: the entry is gone)."""
-
-    payload: bytes | None
-    problem: str | None
-    row: tuple[int, bytes | None, str | None] | None
 
 
 def read_raw(store: DiskStore, key: str) -> RawRead:
@@ -151,3 +139,98 @@ def delete_many(store: DiskStore, keys: list[str]) -> int:
 
 def iter_keys(store: DiskStore, prefix: str) -> Iterator[str]:
     return (key for key in store.keys() if key.startswith(prefix))
+
+
+class DiskMaintenance:
+    """The maintenance handle of a local disk store, as seen through the store it is in.
+
+    ``decoders`` are the codec chains between the outermost store and the disk store,
+    outermost first; ``writable`` is False behind a read-only view, and then every call that
+    removes something raises :class:`CacheUsageError`.
+    """
+
+    def __init__(
+        self,
+        disk: DiskStore,
+        decoders: Sequence[Sequence[Codec]] = (),
+        *,
+        writable: bool = True,
+    ) -> None:
+        self.disk = disk
+        self.decoders = tuple(tuple(codecs) for codecs in decoders)
+        self.writable = writable
+
+    def through(self, codecs: Sequence[Codec]) -> DiskMaintenance:
+        """This handle as seen from a codec store of ``codecs`` over it."""
+        return DiskMaintenance(self.disk, (tuple(codecs), *self.decoders), writable=self.writable)
+
+    def read_only(self) -> DiskMaintenance:
+        """This handle as seen from a read-only view of it."""
+        return DiskMaintenance(self.disk, self.decoders, writable=False)
+
+    @property
+    def root(self) -> Path:
+        """The disk store's directory."""
+        return self.disk.root
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.disk.root / QUARANTINE
+
+    def stats(self) -> StoreStats:
+        return self.disk.stats()
+
+    def keys(self) -> list[str]:
+        return list(self.disk.keys())
+
+    def entries(self) -> list[EntryInfo]:
+        return entries(self.disk)
+
+    def read_raw(self, key: str) -> RawRead:
+        """The frame-checked payload of ``key``, not decoded; no access is recorded."""
+        return read_raw(self.disk, key)
+
+    def decode(self, key: str, payload: bytes) -> bytes:
+        """Undo every codec above the disk store on ``payload``: the innermost store's first,
+        each store's codecs in reverse. Raises :class:`RejectedEntryError` or
+        :class:`CorruptEntryError`."""
+        for codecs in reversed(self.decoders):
+            for codec in reversed(codecs):
+                payload = codec.decode(key, payload)
+        return payload
+
+    def delete_many(self, keys: list[str]) -> int:
+        self._check_writable("delete entries")
+        return delete_many(self.disk, keys)
+
+    def quarantine(
+        self, key: str, reason: str, row: tuple[int, bytes | None, str | None]
+    ) -> Path | None:
+        self._check_writable("quarantine entries")
+        return quarantine(self.disk, key, reason, row)
+
+    def clear(self) -> int:
+        self._check_writable("clear it")
+        return self.disk.clear()
+
+    def damage_records(self) -> list[dict[str, Any]]:
+        return self.disk.damage_records()
+
+    def set_aside_damage_record(self) -> Path | None:
+        """Move the record of index damage into quarantine/ (it has been reported)."""
+        self._check_writable("move its damage record")
+        source = self.disk.damage_record_path
+        target = self.quarantine_dir / f"{source.name}.{int(time.time())}"
+        try:
+            target.parent.mkdir(mode=0o700, exist_ok=True)
+            source.rename(target)
+        except OSError:
+            return None
+        return target
+
+    def _check_writable(self, what: str) -> None:
+        if not self.writable:
+            raise CacheUsageError(
+                f"the local store in {self.disk.root} is configured read-only: cannot {what}; "
+                "open it without the read-only view to change it"
+            )

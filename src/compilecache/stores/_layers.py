@@ -1,30 +1,21 @@
-"""The concrete stores inside a composed one (through codecs, read-only wrappers and tiers)."""
+"""The concrete stores inside a composed one, through its ``layers`` capability."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._base import BaseStore
+    from ._disk import DiskStore
 
 
-def store_layers(store: Any, *, writable: bool = False) -> list[Any]:
-    """The innermost stores of ``store``, fastest tier first: what a wrapper (``inner``) or a
-    tiered store (``tiers``) is made of. ``writable``: only those that writes reach (not
-    behind a read-only view)."""
-    if writable:
-        from ._readonly import ReadOnly
-
-        if isinstance(store, ReadOnly):
-            return []
-    inner = getattr(store, "inner", None)
-    if inner is not None:
-        return store_layers(inner, writable=writable)
-    tiers = getattr(store, "tiers", None)
-    if tiers:
-        return [layer for tier in tiers for layer in store_layers(tier, writable=writable)]
-    return [store]
+def store_layers(store: BaseStore, *, writable: bool = False) -> list[BaseStore]:
+    """The innermost stores of ``store``, fastest tier first (``store.layers()``)."""
+    return list(store.layers(writable=writable))
 
 
-def disk_store_of(store: Any) -> Any:
+def disk_store_of(store: BaseStore) -> DiskStore | None:
     """The disk store inside ``store``, or None."""
     from ._disk import DiskStore
 
-    return next((layer for layer in store_layers(store) if isinstance(layer, DiskStore)), None)
+    return next((layer for layer in store.layers() if isinstance(layer, DiskStore)), None)

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING
 
-from ._base import BaseStore, check_value
+from ._base import BaseStore, LockFactory, check_value
 from ._keys import check_key
 from ._stats import StoreStats
+from ._wrapper import WrappingStore
+
+if TYPE_CHECKING:
+    from ._maintenance import Maintenance
 
 
-class ReadOnly(BaseStore):
+class ReadOnly(WrappingStore):
     """Reads go to ``store``; writes are skipped and counted, never raised.
 
     For consumers of a shared cache (CI runners, inference replicas) that must not change it.
@@ -24,20 +29,7 @@ class ReadOnly(BaseStore):
     """
 
     def __init__(self, store: BaseStore, *, name: str | None = None) -> None:
-        super().__init__(name=name or f"read-only {store.name}")
-        self.inner = store
-
-    def get(self, key: str) -> bytes | None:
-        return self.inner.get(key)
-
-    def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
-        return self.inner.get_many(keys)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.inner
-
-    def keys(self) -> Iterator[str]:
-        return self.inner.keys()
+        super().__init__(store, name=name or f"read-only {store.name}")
 
     def insert(self, key: str, value: bytes) -> bool:
         check_key(key)
@@ -64,5 +56,23 @@ class ReadOnly(BaseStore):
         skips = self._counters.snapshot(self.name).write_skips
         return dataclasses.replace(inner, name=self.name, write_skips=skips)
 
-    def close(self) -> None:
-        self.inner.close()
+    # -- capabilities: the inner store's, with nothing writable ---------------------------
+    def layers(self, *, writable: bool = False) -> tuple[BaseStore, ...]:
+        return () if writable else self.inner.layers()
+
+    @property
+    def read_only(self) -> bool:
+        return True
+
+    def lock_factory(self, ttl: float, *, shared: bool = True) -> LockFactory | None:
+        """Only the inner store's unshared locks: a read-only consumer of a shared store
+        writes nothing there, not even a lock."""
+        return self.inner.lock_factory(ttl, shared=False)
+
+    def put_to(self, names: Collection[str], key: str, value: bytes) -> bool:
+        self.put(key, value)
+        return False
+
+    def maintenance(self) -> Maintenance | None:
+        found = self.inner.maintenance()
+        return None if found is None else found.read_only()

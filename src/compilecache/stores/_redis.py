@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from .._config import redact_url
 from .._errors import BackendError, CacheUsageError, ConfigError, CorruptEntryError
 from . import _frame
-from ._base import BaseStore, check_value
+from ._base import BaseStore, LockFactory, check_value
 from ._breaker import CircuitBreaker
 from ._keys import check_key
 from ._redis_layout import MANIFEST, Layout, check_settings
@@ -286,6 +286,15 @@ class RedisStore(BaseStore):
         """This process's counters; ``entries`` and ``size`` are ``None`` (a shared namespace
         cannot be measured cheaply)."""
         return self._counters.snapshot(self.name)
+
+    def lock_factory(self, ttl: float, *, shared: bool = True) -> LockFactory | None:
+        """Redis locks (they span machines); None with ``shared=False``."""
+        if not shared:
+            return None
+        from .._locks import RedisLock
+
+        client = self._client
+        return lambda name: RedisLock(client, name, ttl=ttl)
 
     def close(self) -> None:
         """Disconnect the pool's connections (a later call would reconnect)."""

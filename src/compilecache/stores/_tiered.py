@@ -5,13 +5,17 @@ from __future__ import annotations
 import enum
 import functools
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from .._errors import BackendError, ConfigError
-from ._base import BaseStore, check_value
+from ._base import BaseStore, LockFactory, check_value
 from ._keys import check_key
 from ._stats import StoreStats
 from ._write_behind import WriteBehindQueue
+
+if TYPE_CHECKING:
+    from ._maintenance import Maintenance
 
 logger = logging.getLogger("compilecache.store.tiered")
 
@@ -151,7 +155,7 @@ class TieredStore(BaseStore):
             self._background.submit(_job(tier, "put", key, value))
         self._counters.wrote(len(value))
 
-    def put_to(self, names: Iterable[str], key: str, value: bytes) -> bool:
+    def put_to(self, names: Collection[str], key: str, value: bytes) -> bool:
         """``put`` into only the tiers named ``names``, by the write policy still (a
         ``LOCAL_ONLY`` remote tier is not written; a ``LOCAL_THEN_REMOTE`` one from the
         queue). Returns whether any tier was written or queued."""
@@ -195,8 +199,49 @@ class TieredStore(BaseStore):
         return removed
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait for background writes to finish; return whether they all did in time."""
-        return self._background.flush(timeout)
+        """Wait for background writes to finish, then flush each tier; return whether they
+        all did in time."""
+        done = self._background.flush(timeout)
+        for tier in self.tiers:
+            done = tier.flush(timeout) and done
+        return done
+
+    # -- capabilities: the tiers' ------------------------------------------------------
+    def layers(self, *, writable: bool = False) -> tuple[BaseStore, ...]:
+        return tuple(layer for tier in self.tiers for layer in tier.layers(writable=writable))
+
+    @property
+    def read_only(self) -> bool:
+        return all(tier.read_only for tier in self.tiers)
+
+    @property
+    def tier_names(self) -> tuple[str, ...]:
+        return tuple(tier.name for tier in self.tiers)
+
+    def lock_factory(self, ttl: float, *, shared: bool = True) -> LockFactory | None:
+        """A remote tier's locks first (they span machines), else the first tier's that
+        offers any."""
+        ordered = [t for t in self.tiers if t.remote] + [t for t in self.tiers if not t.remote]
+        for tier in ordered:
+            found = tier.lock_factory(ttl, shared=shared)
+            if found is not None:
+                return found
+        return None
+
+    def tier_counters(self) -> dict[str, dict[str, int]]:
+        merged: dict[str, dict[str, int]] = {}
+        for tier in self.tiers:
+            merged.update(tier.tier_counters())
+        return merged
+
+    def maintenance(self) -> Maintenance | None:
+        """The first local tier's handle (a remote tier is shared: maintenance leaves it)."""
+        for tier in self.tiers:
+            if not tier.remote:
+                found = tier.maintenance()
+                if found is not None:
+                    return found
+        return None
 
     def stats(self) -> StoreStats:
         tiers = tuple(tier.stats() for tier in self.tiers)

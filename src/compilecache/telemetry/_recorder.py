@@ -128,7 +128,7 @@ class Recorder:
 
     def _current(self) -> dict[tuple[str, str], float]:
         found: dict[tuple[str, str], float] = {}
-        for tier, values in tier_counters(self._store).items():
+        for tier, values in self._store.tier_counters().items():
             for name, value in values.items():
                 found[f"tier:{tier}", name] = value
         for artifacts in list(self._sources):
@@ -148,38 +148,6 @@ class Recorder:
         self._lock = threading.Lock()
         self._pending = Delta()
         self._written = self._current()
-
-
-def tier_counters(store: Any) -> dict[str, dict[str, int]]:
-    """Per tier, the counters its ``stats()`` would report, read without locks or I/O: a
-    codec layer over one tier gives that tier the caller's view (hits after the signature
-    check, rejections); over several tiers its own counts appear under its own name."""
-    from ..stores import CodecStore, ReadOnly, TieredStore
-
-    if isinstance(store, TieredStore):
-        merged: dict[str, dict[str, int]] = {}
-        for tier in store.tiers:
-            merged.update(tier_counters(tier))
-        return merged
-    if isinstance(store, ReadOnly):
-        return tier_counters(store.inner)
-    if isinstance(store, CodecStore):
-        inner = tier_counters(store.inner)
-        own = store._counters.peek()
-        if len(inner) == 1:
-            ((name, values),) = inner.items()
-            values = dict(values)
-            for field in ("hits", "misses", "bytes_read"):
-                values[field] = own[field]
-            values["rejected"] += own["rejected"]
-            values["corrupt"] += own["corrupt"]
-            return {name: values}
-        inner[store.name] = own
-        return inner
-    counters = getattr(store, "_counters", None)
-    if counters is None:
-        return {}
-    return {store.name: counters.peek()}
 
 
 def recorder_for(db: CountersDB, store: Any, artifact_stats: Any, owner: Any) -> Recorder:
@@ -215,11 +183,9 @@ if hasattr(os, "register_at_fork"):
 
 
 def _disk_size(store: Any) -> tuple[int, int] | None:
-    from ..stores import disk_store_of
-
-    disk = disk_store_of(store)
-    if disk is not None:
-        stats = disk.stats()
+    local = store.maintenance()
+    if local is not None:
+        stats = local.stats()
         if stats.entries is not None and stats.size is not None:
             return stats.entries, stats.size
     return None
