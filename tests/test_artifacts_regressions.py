@@ -596,13 +596,13 @@ def test_concurrent_index_updates_lose_no_record(tmp_path: Path) -> None:
             artifact=b"a",
         )
         barrier.wait()
-        hooks._index(f, key, manifest)  # type: ignore[arg-type]
+        hooks.index.record(f, key, manifest)
 
     threads = [threading.Thread(target=record, args=(n,)) for n in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    from compilecache.artifacts._explain import read_index
+    from compilecache.artifacts._function_index import read_index
 
     assert len(read_index(hooks.store, f)["entries"]) == 8

@@ -397,6 +397,9 @@ class StoreLikeHooks:
         # What a store keeps: the entry's parts, not the live entry (which reset invalidates).
         self.saved.append((entry.guards, entry.compiled, entry.spec))
 
+    def finish(self, request: CompileRequest) -> None:
+        return None
+
 
 def test_hooks_save_after_compile_and_load_precompile_entries() -> None:
     hooks = StoreLikeHooks()
@@ -454,3 +457,15 @@ def test_import_compilecache_does_not_import_torch_or_numpy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_hooks_without_finish_are_refused_with_what_they_lack() -> None:
+    class Incomplete:
+        def load(self, request: CompileRequest) -> Iterable[LoadedEntry]:
+            return ()
+
+        def save(self, request: CompileRequest, entry: CacheEntry) -> None:
+            return None
+
+    with pytest.raises(CacheUsageError, match="lack finish"):
+        jit(lambda x: x, hooks=Incomplete())

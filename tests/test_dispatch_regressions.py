@@ -226,6 +226,9 @@ class ResetWhileSaving:
     def save(self, request: CompileRequest, entry: CacheEntry) -> None:
         _in_other_thread(reset)
 
+    def finish(self, request: CompileRequest) -> None:
+        return None
+
 
 def test_reset_in_another_thread_does_not_break_the_compiling_call() -> None:
     @jit(hooks=ResetWhileSaving())
@@ -343,6 +346,9 @@ class FailingLoad:
         raise OSError("store unreachable")
 
     def save(self, request: CompileRequest, entry: CacheEntry) -> None:
+        return None
+
+    def finish(self, request: CompileRequest) -> None:
         return None
 
 

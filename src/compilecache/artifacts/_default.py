@@ -56,5 +56,5 @@ class ConfiguredHooks:
             self._hooks.save(request, entry)
 
     def finish(self, request: CompileRequest) -> None:
-        if self._hooks is not None and hasattr(self._hooks, "finish"):
+        if self._hooks is not None:
             self._hooks.finish(request)

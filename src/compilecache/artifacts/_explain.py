@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..keys import CacheKey
-from . import _layout as layout
 
 
 @dataclass
@@ -173,17 +172,6 @@ _DESCRIBERS: dict[str, Describer] = {
 }
 
 
-def read_index(store: Any, fn: Any) -> dict[str, Any]:
-    raw = store.get(layout.index_key(layout.function_id(fn)))
-    if not raw:
-        return {}
-    try:
-        index = json.loads(raw)
-    except ValueError:
-        return {}
-    return index if isinstance(index, dict) else {}
-
-
 def explain(fn: Any, *args: Any, **kwargs: Any) -> Explanation:
     """Explain whether ``fn(*args, **kwargs)`` (``fn`` a jit function) would find its compiled
     entry in the store, and if not, what differs from the entries stored for ``fn``.
@@ -193,7 +181,9 @@ def explain(fn: Any, *args: Any, **kwargs: Any) -> Explanation:
     """
     from ..dispatch._jit import _dispatcher_of
     from ._default import ConfiguredHooks
+    from ._function_index import read_index
     from ._persistence import ArtifactHooks, persistable
+    from ._request_state import state_of
 
     dispatcher = _dispatcher_of(fn)
     name = f"{dispatcher.fn.__module__}:{dispatcher.fn.__qualname__}"
@@ -207,7 +197,7 @@ def explain(fn: Any, *args: Any, **kwargs: Any) -> Explanation:
     request = dispatcher.request_for(args, kwargs)
     key = hooks.key_of(request, count=False)
     if key is None:
-        reason = request.options.get("bypass", "not keyable")
+        reason = state_of(request).bypass or "not keyable"
         return Explanation(name, None, {}, bypass=reason)
     from ..stores import skipped_tiers
 

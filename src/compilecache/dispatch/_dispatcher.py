@@ -329,12 +329,10 @@ class Dispatcher:
         finally:
             # Whatever happened (a load, a compile, a failure), hooks release what they hold
             # for this request (a compile lock).
-            finish = getattr(self.hooks, "finish", None)
-            if finish is not None:
-                try:
-                    finish(request)
-                except Exception:
-                    logger.exception("finishing persistence of %s failed", self.fn.__qualname__)
+            try:
+                self.hooks.finish(request)
+            except Exception:
+                logger.exception("finishing persistence of %s failed", self.fn.__qualname__)
 
     def _compile(self, request: CompileRequest, inputs: Inputs, watch: Any) -> CacheEntry:
         started = time.perf_counter()

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .._errors import CacheUsageError
 from ._entries import CacheEntry
 from ._guard_eval import Inputs
 from ._guards import Guard
@@ -31,7 +32,8 @@ class CompileRequest:
     spec: Specialization
     backend: Any
     backend_name: str
-    options: dict[str, Any] = field(default_factory=dict)
+    #: The hooks' own state for this miss (the dispatch layer never reads it).
+    hook_state: Any = None
 
 
 @dataclass
@@ -48,12 +50,29 @@ class LoadedEntry:
 
 
 class DispatchHooks(Protocol):
-    """Persistence for one jit function (see the module docstring). A hook may also define
-    ``finish(request)``, called after every miss it saw, whatever happened (to release locks)."""
+    """Persistence for one jit function (see the module docstring). ``finish(request)`` is
+    called after every miss the hooks saw, whatever happened (a load, a compile, a failed
+    compile), to release what they hold for it (a compile lock)."""
 
     def load(self, request: CompileRequest) -> Iterable[LoadedEntry]: ...
 
     def save(self, request: CompileRequest, entry: CacheEntry) -> None: ...
+
+    def finish(self, request: CompileRequest) -> None: ...
+
+
+def check_hooks(hooks: Any) -> Any:
+    """``hooks``, if it has the :class:`DispatchHooks` methods; else :class:`CacheUsageError`
+    naming the missing ones."""
+    missing = [
+        name for name in ("load", "save", "finish") if not callable(getattr(hooks, name, None))
+    ]
+    if missing:
+        raise CacheUsageError(
+            f"hooks {hooks!r} lack {', '.join(missing)}: persistence hooks define load(request), "
+            "save(request, entry) and finish(request) (see compilecache.dispatch.DispatchHooks)"
+        )
+    return hooks
 
 
 class NoHooks:
@@ -63,4 +82,7 @@ class NoHooks:
         return ()
 
     def save(self, request: CompileRequest, entry: CacheEntry) -> None:
+        return None
+
+    def finish(self, request: CompileRequest) -> None:
         return None

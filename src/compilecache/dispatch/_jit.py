@@ -12,7 +12,7 @@ from ._backends import Backend, lookup_backend
 from ._dispatcher import Dispatcher, check_options
 from ._entries import CacheEntry
 from ._guard_build import DimsHint
-from ._hooks import DispatchHooks, NoHooks
+from ._hooks import DispatchHooks, NoHooks, check_hooks
 from ._state import CodeState, state_for
 from ._strategy import ACTIVE, Action, Strategy
 
@@ -27,7 +27,7 @@ def set_default_hooks(hooks: DispatchHooks | None) -> DispatchHooks:
     Returns the previous hooks."""
     global _default_hooks
     previous = _default_hooks
-    _default_hooks = hooks or NoHooks()
+    _default_hooks = check_hooks(hooks) if hooks is not None else NoHooks()
     return previous
 
 
@@ -98,7 +98,7 @@ def _wrap(
         recompile_limit=recompile_limit,
         on_recompile_limit=on_recompile_limit,
         reorder=reorder,
-        hooks=hooks if hooks is not None else _default_hooks,
+        hooks=check_hooks(hooks) if hooks is not None else _default_hooks,
         dynamic_dims=dynamic_dims,
     )
     wrapper = _hot_path(state, dispatcher, fn.__closure__)

@@ -1,0 +1,37 @@
+"""What the artifact hooks know about one miss, carried on the request from key derivation to
+publication (the dispatch layer keeps the slot, ``CompileRequest.hook_state``, and never reads
+it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..dispatch._hooks import CompileRequest
+    from ..keys import CacheKey
+    from ._single_flight import Claim
+
+
+@dataclass
+class RequestState:
+    """``keyed``: key derivation ran; then ``key`` is the key, or None and ``bypass`` says why
+    (``bypass_counted``: the bypass was counted and logged). ``guards`` are the call's guards
+    as the manifest stores them. ``claim`` is the compile lock this process holds for the key,
+    released by ``finish``."""
+
+    keyed: bool = False
+    key: CacheKey | None = None
+    guards: list[dict[str, Any]] | None = None
+    bypass: str | None = None
+    bypass_counted: bool = False
+    claim: Claim | None = None
+
+
+def state_of(request: CompileRequest) -> RequestState:
+    """The artifact hooks' state of ``request`` (made on first use)."""
+    state = request.hook_state
+    if not isinstance(state, RequestState):
+        state = RequestState()
+        request.hook_state = state
+    return state
