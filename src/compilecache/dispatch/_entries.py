@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._guard_kinds import describe_guard
 from ._guards import Guard
 from ._spec import Specialization
 
@@ -49,4 +50,4 @@ class CacheEntry:
 
     def describe_guards(self) -> list[str]:
         """The entry's guards in words, in the order they are checked."""
-        return [guard.describe() for guard in self.guards]
+        return [describe_guard(guard) for guard in self.guards]

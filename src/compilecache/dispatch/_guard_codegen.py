@@ -2,7 +2,8 @@
 
 The generated function takes exactly the parameters of the function it guards (defaults
 included), so Python's own call machinery binds a call's arguments for it, at C speed. Its body
-is one ``and`` chain of the guards, cheapest and outermost first. Only names this module chooses
+is one ``and`` chain of the guards, cheapest and outermost first, each the clause of its kind's
+row in the guard-kind table (:mod:`._guard_kinds`). Only names this module chooses
 appear in the source: every value a guard compares against (constants, types, objects, keys) is
 bound in the function's namespace, never written into the text, so no input can inject code.
 
@@ -19,12 +20,11 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from ._guard_build import layout_is_dense, torch_state_readers, typed_set, zero_signs
-from ._guard_eval import cell_is_empty
+from ._guard_build import torch_state_readers
+from ._guard_kinds import ROWS, TENSOR_KINDS
 from ._guards import MISSING, Guard, GuardKind, Path
 
 K = GuardKind
-_TENSOR_KINDS = (K.DTYPE, K.DEVICE, K.REQUIRES_GRAD, K.SHAPE, K.STRIDES, K.TENSOR_FLAGS)
 
 
 class GuardSource:
@@ -98,7 +98,7 @@ def compile_guards(
     absent: list[str] = []
     for guard in guards:
         if tensor_guard is not None and (
-            (guard.path in tensor_paths and guard.kind in _TENSOR_KINDS)
+            (guard.path in tensor_paths and guard.kind in TENSOR_KINDS)
             or guard.kind is K.DISTINCT  # TensorGuards rejects a tensor given twice
         ):
             continue  # checked together below
@@ -140,73 +140,7 @@ def compile_guards(
 
 
 def _clause(source: GuardSource, guard: Guard) -> str:
-    value = source.accessor(guard.path)
-    kind, expected = guard.kind, guard.expected
-    type_, len_, tuple_, map_ = (source.builtin(n) for n in ("type", "len", "tuple", "map"))
-    if kind is K.TYPE:
-        return f"{type_}({value}) is {source.bind(expected)}"
-    if kind is K.IDENTITY:
-        return f"{value} is {source.bind(expected)}"
-    if kind is K.TORCH_STATE:
-        return f"{value} is {source.bind(expected)}"
-    if kind is K.WEAK_IDENTITY:
-        return f"{value} is {source.bind(expected)}()"
-    if kind is K.DENSE:
-        return f"{source.bind(layout_is_dense)}({value}, {source.bind(expected)})"
-    if kind is K.EQUALS:
-        return f"{value} == {source.bind(expected)}"
-    if kind is K.NAN:
-        return f"{value} != {value}"
-    if kind is K.LENGTH:
-        return f"{len_}({value}) == {int(expected)}"
-    if kind is K.KEYS:
-        keys, types = source.bind(expected[0]), source.bind(expected[1])
-        return f"{tuple_}({value}) == {keys} and {tuple_}({map_}({type_}, {value})) == {types}"
-    if kind is K.SIGN:
-        signs = source.bind(zero_signs)
-        return f"{signs}({value}) == {source.bind(expected)}"
-    if kind is K.TYPED_SET:
-        return f"{source.bind(typed_set)}({value}) == {source.bind(expected)}"
-    if kind is K.KEYSET:
-        return f"{value}.keys() == {source.bind(expected)}"
-    if kind is K.FLAT:
-        values, types = source.bind(expected[0]), source.bind(expected[1])
-        return f"{value} == {values} and {tuple_}({map_}({type_}, {value})) == {types}"
-    if kind is K.ABSENT:
-        return f"{source.bind(expected)} not in {source.globals}"
-    if kind is K.EMPTY_CELL:
-        return f"{source.bind(cell_is_empty)}({source.cells}[{int(guard.path[0][1])}])"
-    if kind is K.ALIAS:
-        return f"{value} is {source.accessor(expected)}"
-    if kind is K.DISTINCT:
-        ids = ", ".join(f"{source.builtin('id')}({source.accessor(p)})" for p in expected)
-        return f"{source.builtin('len')}({{{ids}}}) == {len(expected)}"
-    if kind is K.TENSOR_FLAGS:
-        flags = f"({value}.is_conj(), {value}.is_neg(), {value}.is_inference())"
-        return f"{flags} == {source.bind(expected)}"
-    if kind is K.DTYPE:
-        return f"{value}.dtype == {source.bind(expected)}"
-    if kind is K.DEVICE:
-        return f"{value}.device == {source.bind(expected)}"
-    if kind is K.REQUIRES_GRAD:
-        return f"{value}.requires_grad is {source.bind(expected)}"
-    if kind is K.SHAPE:
-        return _dims_clause(f"{value}.shape", expected, source)
-    if kind is K.STRIDES:
-        family, strides = expected
-        actual = f"{value}.stride()" if family == "torch" else f"{value}.strides"
-        return _dims_clause(actual, strides, source)
-    raise AssertionError(f"unknown guard kind {kind}")
-
-
-def _dims_clause(actual: str, expected: tuple[int | None, ...], source: GuardSource) -> str:
-    if None not in expected:
-        return f"{actual} == {source.bind(tuple(expected))}"
-    parts = [f"{source.builtin('len')}({actual}) == {len(expected)}"]
-    parts += [
-        f"{actual}[{i}] == {int(size)}" for i, size in enumerate(expected) if size is not None
-    ]
-    return " and ".join(parts)
+    return ROWS[guard.kind].clause(source, guard, source.accessor(guard.path))
 
 
 def _parameters(signature: inspect.Signature, source: GuardSource, has_cells: bool) -> str:

@@ -63,7 +63,8 @@ class Guard(NamedTuple):
     ``depth`` orders guards so that a container's type and length are checked before its
     elements; ``cost`` orders guards of one depth cheapest first. (A named tuple: a miss builds
     dozens of these before its compile starts, and a tuple is several times cheaper to make
-    than a frozen dataclass.)
+    than a frozen dataclass.) Everything a kind means is in its row of the guard-kind table
+    (:mod:`._guard_kinds`); ``describe_guard`` puts one in words.
     """
 
     path: Path
@@ -71,50 +72,6 @@ class Guard(NamedTuple):
     expected: Any
     depth: int
     cost: int
-
-    def describe(self) -> str:
-        """The guard in words, e.g. ``x.shape == (8, None)`` (None: any size)."""
-        where = path_text(self.path)
-        if self.kind is GuardKind.TYPE:
-            return f"type({where}) is {type_name(self.expected)}"
-        if self.kind is GuardKind.IDENTITY:
-            return f"{where} is {short_repr(self.expected)}"
-        if self.kind is GuardKind.WEAK_IDENTITY:
-            target = self.expected()
-            return f"{where} is {short_repr(target) if target is not None else '<dead object>'}"
-        if self.kind is GuardKind.NAN:
-            return f"{where} is nan"
-        if self.kind is GuardKind.ABSENT:
-            return f"{where} is not defined"
-        if self.kind is GuardKind.EMPTY_CELL:
-            return f"{where} is empty"
-        if self.kind is GuardKind.ALIAS:
-            return f"{where} is {path_text(self.expected)}"
-        if self.kind is GuardKind.DENSE:
-            return f"{where} is laid out densely in dimension order {self.expected[1]}"
-        if self.kind is GuardKind.DISTINCT:
-            return f"{', '.join(path_text(p) for p in self.expected)} are distinct objects"
-        if self.kind is GuardKind.LENGTH:
-            return f"len({where}) == {self.expected}"
-        if self.kind is GuardKind.FLAT:
-            return f"{where} == {short_repr(self.expected[0])}"
-        if self.kind is GuardKind.KEYS:
-            return f"{where}.keys() == {short_repr(list(self.expected[0]))}"
-        if self.kind is GuardKind.SIGN:
-            return f"signs of {where} == {self.expected}"
-        attribute = _ATTRIBUTE.get(self.kind)
-        target = f"{where}.{attribute}" if attribute else where
-        return f"{target} == {short_repr(self.expected)}"
-
-
-_ATTRIBUTE = {
-    GuardKind.DTYPE: "dtype",
-    GuardKind.DEVICE: "device",
-    GuardKind.REQUIRES_GRAD: "requires_grad",
-    GuardKind.SHAPE: "shape",
-    GuardKind.STRIDES: "strides",
-    GuardKind.KEYSET: "keys()",
-}
 
 
 def path_text(path: Path) -> str:
