@@ -4,8 +4,8 @@ entries. See docs/dispatch.md.
 Where things go: a new guard kind is a ``GuardKind`` member (``_guards.py``), a row in the
 guard-kind table (``_guard_kinds/``) and the place in ``_guard_build.py`` that emits it; a new
 backend registers with ``register_backend``; persistence plugs in through the hooks protocol
-(``_hooks.py``: ``load``, ``save``, ``finish``). This package imports no store and no key code:
-the artifact layer above it does that.
+(``_hooks.py``: ``load``, ``save``, ``finish``). This package imports no store; the key
+layer's naming only when a guard is written down (the artifact layer stores it).
 """
 
 from __future__ import annotations
