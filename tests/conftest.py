@@ -35,3 +35,14 @@ def redis_url(redis_server: RedisServer) -> str:
     client.flushall()
     client.close()
     return redis_server.url
+
+
+@pytest.fixture(autouse=True)
+def fresh_runtime() -> Iterator[None]:
+    """Each test reads the configuration as a fresh process would (it is read once per
+    process, and tests set COMPILECACHE_* variables of their own)."""
+    from compilecache._runtime import reset_runtime
+
+    reset_runtime()
+    yield
+    reset_runtime()

@@ -176,5 +176,9 @@ def test_top_level_helpers_use_the_configuration(
     bundle = str(tmp_path / "top.ccb")
     assert len(compilecache.export_bundle(bundle).exported) == 2  # type: ignore[attr-defined]
     monkeypatch.setenv("COMPILECACHE_DIR", str(tmp_path / "z"))
+    # The configuration is read once per process: still "a", where every entry already is.
+    assert not compilecache.import_bundle(bundle).imported  # type: ignore[attr-defined]
+    assert not os.path.exists(tmp_path / "z")
+    compilecache.reconfigure()
     assert len(compilecache.import_bundle(bundle).imported) == 2  # type: ignore[attr-defined]
     assert os.path.exists(tmp_path / "z")

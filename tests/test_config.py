@@ -167,3 +167,32 @@ def test_lock_ttl_and_timeout_are_settings(tmp_path: Path) -> None:
     assert config.lock_timeout == 30.0 and config.sources["COMPILECACHE_LOCK_TIMEOUT"].startswith(
         "file"
     )
+
+
+def test_the_configuration_is_read_once_into_one_runtime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One runtime context per process: jit's default hooks and the torch layer's share one
+    store made from one reading of the environment (the torch layer's hooks take the lock
+    settings too); reconfigure() reads it again."""
+    import compilecache
+    from compilecache._runtime import runtime
+    from compilecache.torch._hooks import default_hooks
+
+    monkeypatch.setenv("COMPILECACHE_DIR", str(tmp_path / "first"))
+    monkeypatch.setenv("COMPILECACHE_LOCK_TTL", "7")
+    monkeypatch.setenv("COMPILECACHE_LOCK_TIMEOUT", "3")
+    generic, torch_hooks = compilecache.default_hooks.hooks(), default_hooks()
+    assert generic is not torch_hooks and generic.store is torch_hooks.store
+    assert torch_hooks.single_flight.timeout == 3.0
+    lock = torch_hooks.single_flight.lock_factory("probe")
+    assert lock.ttl == 7.0
+    monkeypatch.setenv("COMPILECACHE_DIR", str(tmp_path / "second"))
+    assert runtime().config.dir == tmp_path / "first"  # read once
+    assert compilecache.default_hooks.hooks() is generic
+    compilecache.reconfigure()
+    assert runtime().config.dir == tmp_path / "second"
+    assert default_hooks().store is not torch_hooks.store
+    monkeypatch.setenv("COMPILECACHE_DISABLE", "1")
+    compilecache.reconfigure()
+    assert type(default_hooks()).__name__ == "NoHooks"

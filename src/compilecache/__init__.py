@@ -20,6 +20,8 @@ from ._errors import RejectedEntryError as RejectedEntryError
 from ._errors import SeedFormatError as SeedFormatError
 from ._logs import configure_from_environment as _configure_logs
 from ._logs import set_logs as set_logs
+from ._runtime import reset_runtime as reconfigure
+from ._runtime import runtime as _runtime
 from .dispatch import Action as Action
 from .dispatch import BackendCompileError as BackendCompileError
 from .dispatch import RecompileLimitExceeded as RecompileLimitExceeded
@@ -72,19 +74,17 @@ def import_bundle(path: str, **options: object) -> object:
     from .artifacts._bundle import import_bundle as _import
 
     if "secret" not in options:  # the configuration's secrets, the previous one included
-        options.setdefault("previous_secret", Config.from_env().secret_previous)
+        options.setdefault("previous_secret", _runtime().config.secret_previous)
     store, secret = _configured(options)
     return _import(path, store=store, secret=secret, **options)  # type: ignore[arg-type]
 
 
 def _configured(options: dict[str, object]) -> tuple[object, object]:
-    config = Config.from_env()
+    context = _runtime()
     store = options.pop("store", None)
     if store is None:
-        from .stores import open_store
-
-        store = open_store(config)
-    secret = options.pop("secret", config.secret)
+        store = context.store()
+    secret = options.pop("secret", context.config.secret)
     return store, secret
 
 
@@ -112,6 +112,7 @@ __all__ = [
     "explain_miss",
     "export_bundle",
     "import_bundle",
+    "reconfigure",
     "install_compiler_interface",
     "jit",
     "mark_dynamic",

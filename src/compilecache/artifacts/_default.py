@@ -1,9 +1,9 @@
 """The hooks every jit function uses unless given others: persistence through the store the
-configuration describes, set up on first need (not at import: the environment is read then)."""
+configuration describes (the process's runtime context, :mod:`compilecache._runtime`), set up
+on first need (not at import: the environment is read then)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -12,37 +12,20 @@ from ..dispatch._hooks import CompileRequest, LoadedEntry
 
 
 class ConfiguredHooks:
-    """Persistence through ``open_store(Config.from_env())``, created on the first miss of a
-    backend that can persist (``dumps``/``loads``); nothing at all with COMPILECACHE_DISABLE."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._hooks: Any = None
+    """Persistence through the runtime context's store, its hooks created on the first miss of
+    a backend that can persist (``dumps``/``loads``); nothing at all with
+    COMPILECACHE_DISABLE."""
 
     def hooks(self) -> Any:
-        with self._lock:
-            if self._hooks is None:
-                from .._config import Config
-                from ..dispatch._hooks import NoHooks
-                from ..stores import open_store
-                from ._persistence import ArtifactHooks
+        from .._runtime import runtime
 
-                config = Config.from_env()
-                if config.disable:
-                    self._hooks = NoHooks()
-                else:
-                    self._hooks = ArtifactHooks(
-                        open_store(config),
-                        salt=config.salt,
-                        lock_ttl=config.lock_ttl,
-                        lock_timeout=config.lock_timeout,
-                    )
-            return self._hooks
+        return runtime().hooks()
 
     def reset(self) -> None:
-        """Forget the hooks (the next miss reads the configuration again)."""
-        with self._lock:
-            self._hooks = None
+        """Forget the runtime context (the next miss reads the configuration again)."""
+        from .._runtime import reset_runtime
+
+        reset_runtime()
 
     def load(self, request: CompileRequest) -> Iterable[LoadedEntry]:
         from ._persistence import persistable
@@ -52,9 +35,9 @@ class ConfiguredHooks:
         return self.hooks().load(request)  # type: ignore[no-any-return]
 
     def save(self, request: CompileRequest, entry: CacheEntry) -> None:
-        if self._hooks is not None:
-            self._hooks.save(request, entry)
+        if request.hook_state is not None:  # only requests the hooks loaded for
+            self.hooks().save(request, entry)
 
     def finish(self, request: CompileRequest) -> None:
-        if self._hooks is not None:
-            self._hooks.finish(request)
+        if request.hook_state is not None:
+            self.hooks().finish(request)

@@ -14,6 +14,7 @@ import click
 
 from .._config import Config, parse_size
 from .._errors import CacheUsageError
+from .._runtime import runtime, use_runtime
 
 store_options = [
     click.option(
@@ -43,7 +44,7 @@ def json_option(command: Callable[..., Any]) -> Callable[..., Any]:
 def configuration(directory: str | None, remote: str | None) -> Config:
     """The configuration, with ``--dir`` and ``--remote`` applied (and recorded as the
     source of those values)."""
-    config = Config.from_env()
+    config = runtime().config
     sources = dict(config.sources)
     changes: dict[str, Any] = {}
     if directory is not None:
@@ -61,8 +62,6 @@ def open_configured(directory: str | None, remote: str | None) -> tuple[Config, 
     """The configuration and its store. A remote tier that does not answer is an error here
     (exit status 3), unlike in a program, where the store fails open: a command that silently
     left out the remote tier would report on half the cache."""
-    from ..stores import open_store
-
     config = configuration(directory, remote)
     if config.disable:
         raise CacheUsageError(
@@ -70,7 +69,8 @@ def open_configured(directory: str | None, remote: str | None) -> tuple[Config, 
         )
     if config.remote and (config.secret or config.remote_unsigned):
         check_remote(config.remote)
-    return config, open_store(config)
+    # The command's configuration is the process's: whatever it runs shares this store.
+    return config, use_runtime(config).store()
 
 
 def untrusted_local(config: Config) -> str | None:

@@ -62,10 +62,10 @@ def demo(remote: str | None, directory: str | None, as_json: bool) -> None:
         raise click.ClickException(
             "the demo needs torch: pip install 'compilecache[torch]'"
         ) from None
-    from .._config import Config
+    from .._runtime import runtime
 
     console = Console(stderr=as_json, width=max(100, shutil.get_terminal_size().columns))
-    config = Config.from_env()
+    config = runtime().config
     local = directory or str(config.dir)
     salt = f"demo-{uuid.uuid4().hex[:12]}"
     demo_secret = uuid.uuid4().hex

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from .._errors import BackendError, CacheUsageError
+from .._runtime import reset_runtime
 from ._exit_codes import EXIT_BACKEND, EXIT_USAGE, EXIT_VERIFY
 
 __all__ = ["EXIT_BACKEND", "EXIT_USAGE", "EXIT_VERIFY", "main"]
@@ -37,6 +38,9 @@ class Group(click.Group):
 @click.version_option(package_name="compilecache")
 def main(debug: bool) -> None:
     """See into compilecache's caches, and run the demo."""
+    # A command reads the configuration as a fresh process would (an invocation from Python,
+    # as in tests or a notebook, must not reuse the previous one's).
+    reset_runtime()
 
 
 def _register() -> None:

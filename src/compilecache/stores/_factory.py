@@ -14,8 +14,8 @@ from ._tiered import TieredStore, WritePolicy
 from ._trust import TierTrust, record_skip, remote_trust
 
 
-def open_store(config: Config | None = None) -> BaseStore:
-    """The store for ``config`` (default: ``Config.from_env()``).
+def open_store(config: Config) -> BaseStore:
+    """The store for ``config`` (the process's own: ``compilecache._runtime.runtime().store()``).
 
     Disabled: a :class:`NullStore`. Otherwise the disk store under ``config.dir`` bounded by
     ``config.max_size``; with ``config.remote``, a :class:`TieredStore` of disk then Redis whose
@@ -29,7 +29,6 @@ def open_store(config: Config | None = None) -> BaseStore:
     directory that cannot be created, a URL redis-py cannot read). Never raises for that:
     with no tier left, the store holds nothing and every process compiles.
     """
-    config = config or Config.from_env()
     if config.disable:
         return NullStore()
 

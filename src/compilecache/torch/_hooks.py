@@ -8,7 +8,6 @@ processes). AOT entries are saved as soon as they are compiled, under the lock.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from ..artifacts import ArtifactHooks
@@ -32,33 +31,19 @@ class TorchHooks(ArtifactHooks):
         super().save(request, entry)
 
 
-_default: Any = None
-_default_lock = threading.Lock()
-
-
 def default_hooks() -> Any:
-    """Hooks over the store the configuration describes (one per process), or no
-    persistence at all with ``COMPILECACHE_DISABLE``."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            from .._config import Config
-            from ..dispatch._hooks import NoHooks
-            from ..stores import open_store
+    """The torch layer's hooks over the runtime context's store (shared with jit's default
+    hooks), or no persistence at all with ``COMPILECACHE_DISABLE``."""
+    from .._runtime import runtime
 
-            config = Config.from_env()
-            if config.disable:
-                _default = NoHooks()
-            else:
-                _default = TorchHooks(open_store(config), salt=config.salt)
-        return _default
+    return runtime().hooks(TorchHooks)
 
 
 def reset_default_hooks() -> None:
-    """Forget the default hooks (the configuration is read again on next use)."""
-    global _default
-    with _default_lock:
-        _default = None
+    """Forget the runtime context (the configuration is read again on next use)."""
+    from .._runtime import reset_runtime
+
+    reset_runtime()
 
 
 def hooks_for(store: Any) -> Any:
