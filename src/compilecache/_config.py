@@ -1,8 +1,9 @@
 """Configuration: read once, from the environment, into an explicit object.
 
 Nothing is read at import time. ``Config.from_env()`` reads the variables below when called;
-``Config(...)`` builds one by hand. Every invalid value raises :class:`ConfigError` naming the
-variable and saying what would be valid.
+``Config(...)`` builds one by hand; :func:`current_config` is the process's own, read once.
+Every invalid value raises :class:`ConfigError` naming the variable and saying what would be
+valid.
 
 =======================  ==========================================  =============================
 variable                 meaning                                     default
@@ -46,6 +47,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -355,3 +357,24 @@ def read_config_file(path: Path) -> dict[str, str]:
             )
         settings[f"COMPILECACHE_{name.upper()}"] = text
     return settings
+
+
+_current_lock = threading.Lock()
+_current: Config | None = None
+
+
+def current_config() -> Config:
+    """This process's configuration: ``Config.from_env()`` read on first call, then kept (see
+    :mod:`compilecache._runtime`, which also makes the store and hooks from it)."""
+    global _current
+    with _current_lock:
+        if _current is None:
+            _current = Config.from_env()
+        return _current
+
+
+def set_current_config(config: Config | None) -> None:
+    """Make ``config`` this process's configuration (None: read it again on next use)."""
+    global _current
+    with _current_lock:
+        _current = config

@@ -2,11 +2,11 @@
 store and the persistence hooks), shared by jit's default hooks, the torch layer and the
 command line.
 
-``runtime()`` reads ``Config.from_env()`` on first use (never at import); the store is opened
-on first need, once, and every set of hooks made here shares it (one disk store per process,
-one set of counters). ``use_runtime(config)`` installs another configuration (the command line
-does, with its ``--dir`` and ``--remote`` applied); ``reset_runtime()`` forgets everything, so
-that the next use reads the environment again.
+``runtime()`` reads the configuration (``current_config()``) on first use (never at import);
+the store is opened on first need, once, and every set of hooks made here shares it (one disk
+store per process, one set of counters). ``use_runtime(config)`` installs another
+configuration (the command line does, with its ``--dir`` and ``--remote`` applied);
+``reset_runtime()`` forgets everything, so that the next use reads the environment again.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ._config import Config
+from ._config import Config, current_config, set_current_config
 
 if TYPE_CHECKING:
     from .stores import BaseStore
@@ -75,7 +75,7 @@ def runtime() -> Runtime:
     global _current
     with _lock:
         if _current is None:
-            _current = Runtime(Config.from_env())
+            _current = Runtime(current_config())
         return _current
 
 
@@ -83,6 +83,7 @@ def use_runtime(config: Config) -> Runtime:
     """Make ``config`` this process's configuration (hooks and store made anew from it)."""
     global _current
     with _lock:
+        set_current_config(config)
         _current = Runtime(config)
         return _current
 
@@ -94,4 +95,5 @@ def reset_runtime() -> None:
     (``compilecache.torch``'s for a compiled model) keep the store they were made with."""
     global _current
     with _lock:
+        set_current_config(None)
         _current = None

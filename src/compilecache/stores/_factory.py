@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .._config import Config
+from .._config import Config, current_config
 from .._errors import ConfigError
 from ._base import BaseStore
 from ._codec_store import CodecStore
@@ -14,8 +14,10 @@ from ._tiered import TieredStore, WritePolicy
 from ._trust import TierTrust, record_skip, remote_trust
 
 
-def open_store(config: Config) -> BaseStore:
-    """The store for ``config`` (the process's own: ``compilecache._runtime.runtime().store()``).
+def open_store(config: Config | None = None) -> BaseStore:
+    """The store for ``config`` (default: the process's configuration, read once, see
+    ``current_config``; ``compilecache._runtime.runtime().store()`` is the process's store
+    itself, opened once).
 
     Disabled: a :class:`NullStore`. Otherwise the disk store under ``config.dir`` bounded by
     ``config.max_size``; with ``config.remote``, a :class:`TieredStore` of disk then Redis whose
@@ -29,6 +31,7 @@ def open_store(config: Config) -> BaseStore:
     directory that cannot be created, a URL redis-py cannot read). Never raises for that:
     with no tier left, the store holds nothing and every process compiles.
     """
+    config = config or current_config()
     if config.disable:
         return NullStore()
 
