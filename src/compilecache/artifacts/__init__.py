@@ -2,6 +2,14 @@
 
 The heavy parts (stores, key fingerprinting) are imported on first use of their names, so that
 ``import compilecache`` stays cheap.
+
+The pipeline of a miss (``_persistence.ArtifactHooks``) is made of named parts, one module
+each: key derivation, single flight, publication (admission), the function index, telemetry;
+their state for one miss is a ``RequestState`` on the request. Around it: manifests, the stored
+guard format, bundles, verify, the inventory the command line lists and prunes, explain. A
+backend's own artifact format (what ``dumps`` returns, such as the torch layer's ``aot``,
+``aot-train`` and ``jit`` entries in ``compilecache/torch/_artifact.py``) is opaque here: this
+layer stores bytes with a manifest and never looks inside.
 """
 
 from __future__ import annotations

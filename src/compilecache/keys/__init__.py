@@ -1,4 +1,10 @@
-"""Cache keys built from named, canonically encoded components. See docs/keys.md."""
+"""Cache keys built from named, canonically encoded components. See docs/keys.md.
+
+A new input to every key is a component in ``_key.py`` (with a name ``explain`` shows); how a
+kind of object is fingerprinted is ``_objects.py`` (data-like objects) or ``_fingerprints.py``
+(registered fingerprints, for a library's own types); the code a function reaches is walked in
+``_deps.py``. This package imports nothing of compilecache's but ``_errors``.
+"""
 
 from __future__ import annotations
 

@@ -2,6 +2,14 @@
 
 See docs/stores.md for the guarantees of each store. :class:`RedisStore` is imported on first
 use, so that ``import compilecache.stores`` does not import redis.
+
+Where things go: a new backend is a module here with a :class:`BaseStore` subclass that writes
+``get``, ``insert``, ``put``, ``delete``, ``keys`` and ``stats`` (and the capabilities it
+offers: ``lock_factory``, ``maintenance``, ``flush``), added to ``tests/test_store_contract.py``;
+a new wrapper subclasses :class:`WrappingStore` and overrides only what it changes. The layers
+above see a store only through the protocol and its capabilities (``_base.py``): nothing
+outside this package reads a store's internals, and this package imports nothing above it
+(only ``_config``, ``_errors``, ``_locks``).
 """
 
 from __future__ import annotations

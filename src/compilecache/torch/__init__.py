@@ -6,6 +6,13 @@ other calls with torch.compile (its cache artifacts carried by compilecache's st
 specialization keyed by the model's structure and persisted. See docs/torch.md.
 
 Importing this module imports torch (``import compilecache`` does not).
+
+Where things go: a new kind of torch artifact (an execution strategy, like ``aot``,
+``aot-train`` and ``jit``) is a header ``mode`` in ``_artifact.py``, a runner module that loads
+and calls it (``_aot_runner``, ``_train_runner``, ``_jit_runner``), and its branch in
+``_backend.py``'s ``dumps``/``loads``; routing a call to a strategy is ``_routing.py``; model
+libraries' conventions (transformers, diffusers) are ``_model_libraries.py`` and
+``_generation.py``. This package talks to the store only through the artifact layer's hooks.
 """
 
 from __future__ import annotations
