@@ -1,4 +1,5 @@
-"""Helpers for the CLI tests: a store populated by real jit calls in a subprocess."""
+"""Helpers for the CLI tests: a store populated by real jit calls in a subprocess, made-up stored
+entries, and the command run in-process with a clean environment."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 TESTS = Path(__file__).parent
 
@@ -98,3 +100,33 @@ def fake_entry(number: int, artifact: bytes, **fields: object) -> tuple[str, dic
         f"cc1/a/{key.digest}": artifact,
         f"cc1/m/{key.digest}": json.dumps(raw).encode(),
     }
+
+
+def run_isolated(cache: Path, *args: str, **env: str | None) -> Any:
+    """The command in-process (click's runner) on the store in ``cache``, with every
+    COMPILECACHE_* setting that could come from the environment (remote, secrets, configuration
+    file, logs) unset; ``env`` on top."""
+    from click.testing import CliRunner
+
+    from compilecache.cli import main
+
+    environment: dict[str, str | None] = {
+        "COMPILECACHE_DIR": str(cache),
+        "COMPILECACHE_REMOTE": None,
+        "COMPILECACHE_REMOTE_UNSIGNED": None,
+        "COMPILECACHE_REMOTE_READ_ONLY": None,
+        "COMPILECACHE_SECRET": None,
+        "COMPILECACHE_SECRET_PREVIOUS": None,
+        "COMPILECACHE_CONFIG": None,
+        "COMPILECACHE_LOGS": None,
+    }
+    environment.update(env)
+    return CliRunner().invoke(main, list(args), env=environment)
+
+
+def data(result: Any) -> Any:
+    """The JSON a successful command printed."""
+    import json
+
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)

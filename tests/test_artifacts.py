@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
 import signal
 import subprocess
@@ -9,7 +11,9 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +21,8 @@ import compilecache
 from artifactbackend import FileLoggedBackend, compiles
 from compilecache.artifacts import ArtifactHooks
 from compilecache.dispatch import cache_entries, jit, reset
-from compilecache.stores import DiskStore
+from compilecache.keys import CacheKey
+from compilecache.stores import DiskStore, MemoryStore
 
 TESTS = Path(__file__).parent
 
@@ -317,3 +322,161 @@ def test_lock_owners_are_judged_by_machine_not_by_host_name(tmp_path: Path) -> N
     lock.path.write_text(json_module.dumps(this_machine))
     assert not lock.held() and lock.acquire(timeout=0)  # its owner is gone: broken at once
     lock.release()
+
+
+# -- modules written per test (rv_*), imported afresh --------------------------------------------
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = set(sys.modules)
+    yield tmp_path
+    for name in set(sys.modules) - before:
+        if name.startswith("rv_"):
+            sys.modules.pop(name, None)
+
+
+def load(workdir: Path, main: str, files: dict[str, str]) -> Any:
+    """Write ``files`` (relative path -> source) and import ``main`` afresh."""
+    for relative, source in files.items():
+        target = workdir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(textwrap.dedent(source))
+    for name in list(sys.modules):
+        if name.startswith("rv_"):
+            sys.modules.pop(name, None)
+    importlib.invalidate_caches()
+    return importlib.import_module(main)
+
+
+# -- compile once: an entry published meanwhile ---------------------------------------------------
+class _PublishingLock:
+    """A free lock whose acquisition happens just after another process published the entry
+    (the window between ArtifactHooks.load's first read and its lock)."""
+
+    def __init__(self, publish: Any) -> None:
+        self.publish = publish
+
+    def acquire(self, timeout: float) -> bool:
+        self.publish()
+        return True
+
+    def release(self) -> None:
+        pass
+
+    def held(self) -> bool:
+        return False
+
+
+def test_an_entry_published_before_the_lock_is_taken_is_loaded(workdir: Path) -> None:
+    # load() re-reads the store after taking the lock only if it waited: an entry published
+    # between its first read and a lock taken at once is compiled a second time.
+    module = load(workdir, "rv_race", {"rv_race.py": "def f(x):\n    return x + 1\n"})
+    backend = FileLoggedBackend(os.devnull)
+    other, shared = MemoryStore(), MemoryStore()
+    reset()
+    jit(module.f, backend=backend, hooks=ArtifactHooks(other))(1.0)  # "the other process"
+
+    def publish() -> None:
+        for name in other.keys():
+            shared.put(name, other.get(name))  # type: ignore[arg-type]
+
+    hooks = ArtifactHooks(shared, lock_factory=lambda name: _PublishingLock(publish))
+    reset()
+    result = jit(module.f, backend=backend, hooks=hooks)(1.0)
+    assert result[0] == "loaded", "compiled again although the entry was there under the lock"
+
+
+# -- guards on load, and what a stored manifest may not do --------------------------------------
+def test_a_global_tuple_holding_none_loads_back(workdir: Path) -> None:
+    # GuardBuilder emits IDENTITY guards at (global CONFIG, item 0) for the None inside the
+    # tuple; dump_guard() writes every IDENTITY guard under a global as "current", and
+    # load_guard() re-arms it with the *root* global (the whole tuple): `CONFIG[0] is CONFIG`
+    # never holds, so the entry is never used: every process compiles (and overwrites) again.
+    module = load(
+        workdir,
+        "rv_tup",
+        {"rv_tup.py": "CONFIG = (None, (2, 3))\n\ndef f(x):\n    return x * CONFIG[1][0]\n"},
+    )
+    hooks = ArtifactHooks(MemoryStore())
+    backend = FileLoggedBackend(os.devnull)
+    reset()
+    assert jit(module.f, backend=backend, hooks=hooks)(1.0)[0] == "compiled"
+    assert hooks.stats.saved == 1
+    reset()
+    assert jit(module.f, backend=backend, hooks=hooks)(1.0)[0] == "loaded"
+
+
+def test_a_stored_manifest_cannot_import_an_arbitrary_module(workdir: Path) -> None:
+    # resolve_type()/_module() import any module a manifest names (before any guard is checked).
+    # With write access to a shared store (an unsigned Redis, a shared directory), that is code
+    # execution of any importable module's top level (a file in the working directory, a test
+    # helper, `antigravity`...). Every type a legitimate guard names is the type of a value in
+    # the current call, so its module is already imported: there is nothing to import.
+    marker = workdir / "imported.marker"
+    (workdir / "rv_planted.py").write_text(
+        f"open({str(marker)!r}, 'w').write('top-level code ran')\nclass Thing:\n    pass\n"
+    )
+    module = load(workdir, "rv_victim", {"rv_victim.py": "def f(x):\n    return x + 1\n"})
+    store = MemoryStore()
+    hooks = ArtifactHooks(store)
+    backend = FileLoggedBackend(os.devnull)
+    reset()
+    jit(module.f, backend=backend, hooks=hooks)(1.0)
+    (name,) = [k for k in store.keys() if k.startswith("cc1/m/")]
+    manifest = json.loads(store.get(name))  # type: ignore[arg-type]
+    manifest["guards"].append(
+        {
+            "path": [["arg", "x"]],
+            "kind": "identity",
+            "depth": 1,
+            "cost": 0,
+            "expected": {"type": "rv_planted:Thing"},
+        }
+    )
+    store.put(name, json.dumps(manifest).encode())
+    reset()
+    jit(module.f, backend=backend, hooks=ArtifactHooks(store))(1.0)
+    assert "rv_planted" not in sys.modules and not marker.exists(), (
+        "a stored manifest imported (ran) a module of its choice"
+    )
+
+
+# -- the per-function index -------------------------------------------------------------------
+def test_concurrent_index_updates_lose_no_record(tmp_path: Path) -> None:
+    """The per-function index behind explain was read, changed and written without a lock:
+    two compiles of one function finishing together lost one of the two records."""
+    import threading
+
+    from compilecache.artifacts._manifest import Manifest
+    from compilecache.artifacts._persistence import ArtifactHooks
+    from compilecache.keys import Component
+
+    hooks = ArtifactHooks(DiskStore(tmp_path / "cache"))
+
+    def f(x: Any) -> Any:
+        return x
+
+    barrier = threading.Barrier(8)
+
+    def record(number: int) -> None:
+        key = CacheKey((Component("inputs", f"{number:064x}", {}),))
+        manifest = Manifest.build(
+            key,
+            function="m:f",
+            backend="b",
+            guards=[],
+            spec=[],
+            compile_seconds=0.0,
+            artifact=b"a",
+        )
+        barrier.wait()
+        hooks.index.record(f, key, manifest)
+
+    threads = [threading.Thread(target=record, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    from compilecache.artifacts._function_index import read_index
+
+    assert len(read_index(hooks.store, f)["entries"]) == 8

@@ -6,6 +6,7 @@ import json
 import os
 import struct
 import sys
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +14,16 @@ import pytest
 
 import compilecache
 from artifactbackend import FileLoggedBackend, compiles
+from clihelpers import data, fake_entry, run_isolated
 from compilecache.artifacts import (
     ArtifactHooks,
     BundleError,
     export_bundle,
     import_bundle,
 )
+from compilecache.cli._main import EXIT_USAGE
 from compilecache.dispatch import jit, reset
-from compilecache.stores import DiskStore
+from compilecache.stores import DiskStore, MemoryStore
 
 SECRET = b"bundle-secret-0123456789"
 
@@ -182,3 +185,132 @@ def test_top_level_helpers_use_the_configuration(
     compilecache.reconfigure()
     assert len(compilecache.import_bundle(bundle).imported) == 2  # type: ignore[attr-defined]
     assert os.path.exists(tmp_path / "z")
+
+
+def _bundle_with_manifest(path: Path, manifest_bytes: bytes, key: str) -> None:
+    import hashlib
+
+    artifact = b"artifact"
+    header = json.dumps(
+        {
+            "format": 1,
+            "signed": False,
+            "entries": [
+                {
+                    "key": key,
+                    "function": "m:f",
+                    "manifest": len(manifest_bytes),
+                    "artifact": len(artifact),
+                    "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
+                    "artifact_sha256": hashlib.sha256(artifact).hexdigest(),
+                }
+            ],
+        }
+    ).encode()
+    path.write_bytes(
+        b"\x89CCBUNDLE\n" + struct.pack(">Q", len(header)) + header + manifest_bytes + artifact
+    )
+
+
+def test_a_malformed_manifest_in_a_bundle_raises_bundle_error(tmp_path: Path) -> None:
+    # Manifest.from_bytes does not check `components`; import_bundle then calls .get on it:
+    # a malformed bundle raises AttributeError, not BundleError (a ValueError), as documented.
+    import hashlib
+
+    key = "ab" * 32
+    artifact = b"artifact"
+    manifest = {
+        "format": 1,
+        "key": key,
+        "function": "m:f",
+        "backend": "b",
+        "components": [],
+        "guards": [],
+        "spec": [],
+        "compile_seconds": 0.0,
+        "artifact_size": len(artifact),
+        "artifact_sha256": hashlib.sha256(artifact).hexdigest(),
+        "created": 0.0,
+    }
+    bundle = tmp_path / "odd.ccb"
+    _bundle_with_manifest(bundle, json.dumps(manifest).encode(), key)
+    store = DiskStore(tmp_path / "target")
+    with pytest.raises(BundleError):
+        import_bundle(bundle, store=store)
+    assert not [k for k in store.keys() if k.startswith("cc1/")]
+
+
+def test_importing_a_bundle_does_not_copy_it_several_times(tmp_path: Path) -> None:
+    # import_bundle reads the whole file (up to max_bytes = 8 GiB), then copies the body
+    # (data[start:end]) and, when signed, everything again for the HMAC (data[:end]), then
+    # every artifact: about 3x the bundle in memory at once.
+    from clihelpers import fake_entry
+
+    source = DiskStore(tmp_path / "source")
+    artifact = os.urandom(24 << 20)
+    source.put_many(fake_entry(0, artifact)[1])  # built for this environment: imported
+    bundle = tmp_path / "big.ccb"
+    export_bundle(bundle, store=source, secret=b"s" * 16)
+    del artifact
+    size = bundle.stat().st_size
+    target = MemoryStore()
+    tracemalloc.start()
+    try:
+        import_bundle(bundle, store=target, secret=b"s" * 16)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # The entry itself must end up in the target store (1x); a streaming import needs no more
+    # than that plus bounded buffers.
+    assert peak < 1.6 * size, f"peak {peak / size:.1f}x the bundle size"
+
+
+# -- through the command ------------------------------------------------------------------
+def test_a_manifest_with_wrong_field_types_is_not_imported(tmp_path: Path) -> None:
+    """Manifest.from_bytes checks only some field types, so a bundle whose manifest says
+    compile_seconds "fast" passes every import check, is imported, and then `ls` fails for the
+    whole store (Unknown format code 'f'), and `ls --sort compile` exits 3."""
+    from compilecache.stores import DiskStore
+
+    source = tmp_path / "source"
+    _, values = fake_entry(1, b"artifact", compile_seconds="fast")
+    DiskStore(source).put_many(values)
+    bundle = tmp_path / "b.ccb"
+    assert run_isolated(source, "export", str(bundle)).exit_code == 0
+    target = tmp_path / "target"
+    imported = run_isolated(target, "import", str(bundle), "--json")
+    listed = run_isolated(target, "ls")
+    assert imported.exit_code == EXIT_USAGE or listed.exit_code == 0, (
+        imported.output,
+        listed.output,
+    )
+    assert run_isolated(target, "ls", "--sort", "compile").exit_code == 0
+
+
+def test_a_bad_bundle_header_entry_imports_nothing(tmp_path: Path) -> None:
+    """A bundle whose header names a key that is not a hex digest is refused as a whole."""
+    import struct
+
+    from compilecache.artifacts._bundle import FORMAT, MAGIC
+
+    header = json.dumps(
+        {
+            "format": FORMAT,
+            "signed": False,
+            "entries": [
+                {
+                    "key": "../../escape" + "0" * 52,
+                    "manifest": 0,
+                    "artifact": 0,
+                    "manifest_sha256": "",
+                    "artifact_sha256": "",
+                }
+            ],
+        }
+    ).encode()
+    path = tmp_path / "evil.ccb"
+    path.write_bytes(MAGIC + struct.pack(">Q", len(header)) + header)
+    result = run_isolated(tmp_path / "c", "import", str(path))
+    assert result.exit_code == EXIT_USAGE
+    assert len(result.output.strip().splitlines()) == 1
+    assert data(run_isolated(tmp_path / "c", "ls", "--json")) == []

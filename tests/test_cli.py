@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
-from clihelpers import clean_env, corrupt_inline, fake_entry, populate
+from clihelpers import clean_env, corrupt_inline, fake_entry, populate, run_isolated
 from compilecache.cli import main
 from compilecache.cli._main import EXIT_BACKEND, EXIT_USAGE, EXIT_VERIFY
+
+SECRET = "s" * 32
+
 
 COMMANDS = [
     "stats",
@@ -76,6 +81,16 @@ def test_stats_counts_across_processes_and_zero(cache: Path) -> None:
     assert after["tiers"]["disk"]["entries"] == 6  # zeroing keeps the entries
 
 
+def test_stats_with_a_disabled_cache_is_a_usage_error(tmp_path: Path) -> None:
+    """Commands refuse a disabled configuration with one line and status 2."""
+    result = run_isolated(tmp_path / "c", "stats", COMPILECACHE_DISABLE="1")
+    assert result.exit_code == EXIT_USAGE
+    assert result.output.strip().splitlines() == [
+        "compilecache: error: caching is disabled (COMPILECACHE_DISABLE): unset it to inspect "
+        "the store"
+    ]
+
+
 def test_ls_filters_and_sorts(cache: Path, tmp_path: Path) -> None:
     populate(tmp_path / "work", cache, sizes=(16,))  # two more entries, newer
     listed = data(run(cache, "ls", "--json"))
@@ -113,6 +128,59 @@ def test_show_by_prefix_and_errors(cache: Path) -> None:
     assert run(cache, "show", "ab").exit_code == EXIT_USAGE  # too short
 
 
+def test_ls_leaves_a_corrupt_entry_for_verify_to_quarantine(tmp_path: Path) -> None:
+    """`ls` reads every manifest through DiskStore.get, which silently deletes a corrupt
+    value (no quarantine, its artifact left orphaned), so a listing destroys the evidence and
+    the following `verify` reports a clean store."""
+    work = tmp_path / "work"
+    work.mkdir()
+    cache = tmp_path / "cache"
+    populate(work, cache)
+    corrupt = corrupt_inline(cache, "cc1/m/")
+    assert run_isolated(cache, "ls", "--json").exit_code == 0
+    result = run_isolated(cache, "verify", "--json")
+    assert result.exit_code == EXIT_VERIFY, result.output
+    assert corrupt in {c["key"] for c in json.loads(result.stdout)["corrupt"]}
+
+
+def test_show_of_an_unusable_entry_is_a_one_line_error(tmp_path: Path) -> None:
+    """`show` of an entry whose manifest does not read back raises click.ClickException:
+    exit status 1 (documented as "aborted or a demo case failed") and "Error: ..." instead of
+    the documented "compilecache: error: ..." line."""
+    from compilecache.stores import DiskStore
+
+    cache = tmp_path / "cache"
+    digest = "ab" * 32
+    DiskStore(cache).put(f"cc1/m/{digest}", b"forged: written without the secret")
+    result = run_isolated(cache, "show", digest[:12], COMPILECACHE_SECRET=SECRET)
+    assert result.exit_code in (EXIT_USAGE, EXIT_BACKEND, EXIT_VERIFY), result.output
+    assert result.output.strip().splitlines()[-1].startswith("compilecache: error: ")
+
+
+def test_listing_entries_does_not_count_as_using_them(tmp_path: Path) -> None:
+    """`ls` (and prune's own listing) read each manifest through DiskStore.get, which records
+    an access; with 1024 or more entries the access times are flushed, so every listed entry
+    looks just used: `prune --older-than` then keeps stale entries, and LRU eviction and
+    `prune --max-size` evict in listing order instead of by real use."""
+    from compilecache.stores import DiskStore
+
+    cache = tmp_path / "cache"
+    store = DiskStore(cache)
+    values: dict[str, bytes] = {}
+    for number in range(1100):
+        values.update(fake_entry(number, number.to_bytes(4, "big"))[1])
+    store.put_many(values)
+    store.close()
+    old = time.time() - 30 * 86400
+    conn = sqlite3.connect(cache / "index-v1.sqlite3")
+    conn.execute("UPDATE entries SET accessed = ?, created = ?", (old, old))
+    conn.commit()
+    conn.close()
+    assert len(data(run_isolated(cache, "ls", "--json"))) == 1100
+    pruned = data(run_isolated(cache, "prune", "--older-than", "7d", "--json"))
+    assert pruned["removed"] == 1100, pruned
+
+
 def test_explain_a_function_and_two_keys(cache: Path, tmp_path: Path) -> None:
     populate(tmp_path / "work", cache, offset=5)  # shift's code changed
     result = data(run(cache, "explain", "clipkg:shift", "--json"))
@@ -124,6 +192,19 @@ def test_explain_a_function_and_two_keys(cache: Path, tmp_path: Path) -> None:
     assert both["differences"]
     none = run(cache, "explain", "clipkg:nothing")
     assert none.exit_code == EXIT_USAGE and "no stored entries are recorded" in none.output
+
+
+def test_explain_compares_the_latest_run_against_the_previous_run(tmp_path: Path) -> None:
+    """`explain MODULE:QUALNAME` compares the two most recently created keys, which are two
+    specializations compiled by the same run when a run compiles more than one, so it reports
+    an input change and misses the code change between the runs."""
+    work = tmp_path / "work"
+    work.mkdir()
+    cache = tmp_path / "cache"
+    populate(work, cache, sizes=(4, 16), offset=1)
+    populate(work, cache, sizes=(4, 16), offset=5)  # shift's code changed; same inputs
+    result = data(run_isolated(cache, "explain", "clipkg:shift", "--json"))
+    assert any("code" in line for line in result["differences"]), result
 
 
 def test_verify_quarantines_corrupt_truncated_and_forged(tmp_path: Path) -> None:
@@ -217,6 +298,32 @@ def test_verify_with_the_wrong_secret_quarantines_nothing(tmp_path: Path) -> Non
     assert run(cache, "verify", COMPILECACHE_SECRET="a" * 32).exit_code == 0
 
 
+def test_verify_does_not_quarantine_a_value_rewritten_during_the_scan(tmp_path: Path) -> None:
+    """verify reads every value first and quarantines at the end with an unconditional
+    DiskStore.delete, so a good value that another process wrote meanwhile (a reader that
+    found the corrupt entry recompiles and rewrites it) is deleted, unlike the row-matching
+    delete the maintenance module's docstring promises."""
+    from compilecache.artifacts._verify import verify_store
+    from compilecache.stores import DiskStore
+
+    cache = tmp_path / "cache"
+    DiskStore(cache).put("k", b"the old value")
+    conn = sqlite3.connect(cache / "index-v1.sqlite3")
+    (value,) = conn.execute("SELECT value FROM entries WHERE key = 'k'").fetchone()
+    conn.execute("UPDATE entries SET value = ? WHERE key = 'k'", (value[:-1] + b"!",))
+    conn.commit()
+    conn.close()
+    other_process = DiskStore(cache)
+
+    def progress(done: int, total: int) -> None:
+        if done == total:  # the scan is over; quarantine has not started
+            other_process.put("k", b"a fresh, good value")
+
+    report = verify_store(DiskStore(cache), progress=progress)
+    assert [key for key, _ in report.corrupt] == ["k"]
+    assert DiskStore(cache).get("k") == b"a fresh, good value"
+
+
 def test_prune_by_function_age_and_size(cache: Path, tmp_path: Path) -> None:
     populate(tmp_path / "work", cache, sizes=(16,))
     assert len(data(run(cache, "ls", "--json"))) == 4
@@ -235,6 +342,59 @@ def test_prune_by_function_age_and_size(cache: Path, tmp_path: Path) -> None:
     assert run(cache, "prune").exit_code == EXIT_USAGE
     bad = run(cache, "prune", "--max-size", "lots")
     assert bad.exit_code == EXIT_USAGE and "not a size" in bad.output
+
+
+@pytest.mark.redis
+def test_prune_leaves_the_shared_remote_tier_alone(tmp_path: Path, redis_url: str) -> None:
+    """`prune` deletes through the tiered store, so `prune --max-size` (a bound on the local
+    disk) also deletes the entries from the shared Redis tier, which other machines use; `clear`
+    deliberately leaves the remote alone for that reason."""
+    import redis
+
+    work = tmp_path / "work"
+    work.mkdir()
+    cache = tmp_path / "cache"
+    populate(work, cache, COMPILECACHE_REMOTE=redis_url, COMPILECACHE_REMOTE_UNSIGNED="1")
+    client = redis.Redis.from_url(redis_url)
+    before = {k for k in client.keys("*") if b"cc1/m/" in k}
+    assert len(before) == 2
+    result = data(
+        run_isolated(
+            cache,
+            "prune",
+            "--max-size",
+            "1",
+            "--json",
+            COMPILECACHE_REMOTE=redis_url,
+            COMPILECACHE_REMOTE_UNSIGNED="1",
+        )
+    )
+    assert result["removed"] == 2
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:  # remote writes are queued: give them time
+        time.sleep(0.1)
+    after = {k for k in client.keys("*") if b"cc1/m/" in k}
+    client.close()
+    assert after == before
+
+
+def test_prune_max_size_bounds_the_store_not_only_listed_entries(tmp_path: Path) -> None:
+    """prune sizes only manifests with their artifacts: an orphaned artifact (its writer died
+    before the manifest, or a reader discarded a corrupt manifest) is invisible to `ls`,
+    `prune` and `verify`, so `prune --max-size` reports a store under the bound that is not."""
+    from compilecache.stores import DiskStore
+
+    cache = tmp_path / "cache"
+    store = DiskStore(cache)
+    for number in range(2):
+        store.put_many(fake_entry(number, bytes([number]) * 50_000)[1])
+    digest, orphan = fake_entry(9, b"o" * 1_000_000)
+    store.put(f"cc1/a/{digest}", orphan[f"cc1/a/{digest}"])  # its manifest never written
+    limit = 200_000
+    report = data(run_isolated(cache, "prune", "--max-size", str(limit), "--json"))
+    assert report["size_after"] <= limit
+    size = DiskStore(cache).stats().size
+    assert size is not None and size <= limit, size
 
 
 def test_clear_asks_first(cache: Path) -> None:
@@ -330,6 +490,41 @@ def test_report_html_is_self_contained(cache: Path, tmp_path: Path) -> None:
     assert not any(tag == "script" for tag in tags)
     assert "http://" not in text.replace("http://www.w3.org/2000/svg", "")  # no fetches
     assert "clipkg:scale" in text and "compile time saved" in text
+
+
+def test_report_escapes_function_and_store_names(tmp_path: Path) -> None:
+    """The HTML report escapes function names and the store path (<, >, &, quotes)."""
+    from html.parser import HTMLParser
+
+    from compilecache.telemetry import CountersDB, Delta
+
+    cache = tmp_path / 'c<a>&"b'
+    delta = Delta()
+    delta.add("tier:disk", "hits", 3)
+    delta.add("tier:disk", "misses", 1)
+    evil = "m:<script>alert('x')</script>&\"q\""
+    delta.add(f"function:{evil}", "seconds saved", 2.0)
+    delta.add(f"function:{evil}", "loads", 1)
+    delta.size = (2, 100)
+    CountersDB(cache).add(delta)
+    page = tmp_path / "r.html"
+    result = run_isolated(cache, "report", "--html", str(page))
+    assert result.exit_code == 0, result.output
+    text = page.read_text()
+    assert "<script>" not in text and 'c<a>&"b' not in text
+    assert "&lt;script&gt;" in text
+
+    class Tags(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tags: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            self.tags.append(tag)
+
+    parser = Tags()
+    parser.feed(text)
+    assert "script" not in parser.tags and parser.tags.count("svg") == 3
 
 
 def test_report_renders_in_a_headless_browser(cache: Path, tmp_path: Path) -> None:

@@ -96,6 +96,23 @@ def test_codec_store_get_many_drops_bad_entries() -> None:
     assert store.stats().rejected == 1
 
 
+def test_codec_rejecting_an_entry_keeps_a_concurrent_good_write() -> None:
+    """A rejected entry is removed with an unconditional delete(key): a good value written
+    between the read and the delete is deleted too."""
+    inner = MemoryStore()
+    good_writer = CodecStore(inner, [Signing(SECRET)])
+    inner.put("k", b"forged")
+
+    class RacingSigning(Signing):
+        def decode(self, key: str, data: bytes) -> bytes:
+            good_writer.put(key, b"good")  # lands between inner.get and inner.delete
+            return super().decode(key, data)
+
+    reader = CodecStore(inner, [RacingSigning(SECRET)])
+    assert reader.get("k") is None
+    assert good_writer.get("k") == b"good", "a good concurrent write was deleted as rejected"
+
+
 def test_no_pickle_anywhere_in_the_storage_layer() -> None:
     import compilecache.stores as stores_package
 

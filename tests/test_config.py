@@ -65,6 +65,19 @@ def test_secret_is_not_shown_in_repr() -> None:
     assert config.sources["COMPILECACHE_SECRET"] == "environment"
 
 
+def test_config_empty_secret_is_an_error_not_silently_unsigned() -> None:
+    """COMPILECACHE_SECRET='' (e.g. from an unset CI secret) silently turns signing off, while
+    an empty COMPILECACHE_DIR is an error. A security setting should fail loudly."""
+    with pytest.raises(ConfigError, match="COMPILECACHE_SECRET"):
+        Config.from_env({"COMPILECACHE_SECRET": "", "HOME": "/h"})
+
+
+def test_config_size_without_unit_rejects_a_stray_ib_suffix() -> None:
+    """'10iB' parses as 10 bytes: the (?:I?B)? suffix is allowed without a unit letter."""
+    with pytest.raises(ConfigError):
+        Config.from_env({"COMPILECACHE_MAX_SIZE": "10iB", "HOME": "/h"})
+
+
 def test_open_store_composes_what_is_configured(tmp_path: Path) -> None:
     base = {"COMPILECACHE_DIR": str(tmp_path)}
     assert isinstance(open_store(Config.from_env(base)), DiskStore)
@@ -156,6 +169,38 @@ def test_bad_config_files_name_the_problem(tmp_path: Path, text: str, message: s
 def test_a_missing_explicit_config_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="is not a file"):
         Config.from_env({"COMPILECACHE_CONFIG": str(tmp_path / "absent.toml")})
+
+
+def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    """read_config_file catches OSError and TOMLDecodeError but not the UnicodeDecodeError
+    that tomllib raises for bytes that are not UTF-8, so the error is not a ConfigError and
+    does not name the file."""
+    from compilecache._config import Config
+    from compilecache._errors import ConfigError
+
+    path = tmp_path / "config.toml"
+    path.write_bytes(b'salt = "\xff\xfe"\n')
+    with pytest.raises(ConfigError, match=r"config\.toml"):
+        Config.from_env({"COMPILECACHE_CONFIG": str(path), "COMPILECACHE_DIR": str(tmp_path)})
+
+
+def test_top_level_settings_beside_a_compilecache_table_are_not_dropped(tmp_path: Path) -> None:
+    """read_config_file reads only the [compilecache] table when there is one, so settings at
+    the top level of the same file (both places are documented) are silently ignored, unknown
+    ones included: here the salt, which then leaves every key unsalted."""
+    from compilecache._config import Config
+    from compilecache._errors import ConfigError
+
+    path = tmp_path / "config.toml"
+    path.write_text('salt = "release-7"\n\n[compilecache]\nmax_size = "1G"\n')
+    try:
+        config = Config.from_env(
+            {"COMPILECACHE_CONFIG": str(path), "COMPILECACHE_DIR": str(tmp_path)}
+        )
+    except ConfigError:
+        return  # rejecting the mix is fine too
+    assert config.max_size == 1 << 30
+    assert config.salt == "release-7", config.sources
 
 
 def test_lock_ttl_and_timeout_are_settings(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from compilecache import ConfigError
-from compilecache.stores import DiskStore
+from compilecache.stores import DiskStore, _disk
 from compilecache.stores._disk_index import INDEX_NAME
 
 
@@ -294,3 +294,76 @@ def test_store_works_in_a_forked_child(tmp_path: Path) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert store.get("child") == b"c"
+
+
+def test_disk_fork_child_commits_survive_the_parent_closing(tmp_path: Path) -> None:
+    """A child forked after the parent used the store shares SQLite's inherited per-process
+    lock state, so it holds no real lock of its own. When the parent then closes its last
+    connection, SQLite believes it is the last user, checkpoints and deletes the WAL; the
+    child's later commits go to the deleted WAL and are silently lost."""
+    store = DiskStore(tmp_path)
+    store.put("parent", b"p")
+    wrote_first, parent_closed = os.pipe(), os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            store.put("child1", b"c1")
+            os.write(wrote_first[1], b"x")
+            os.read(parent_closed[0], 1)
+            store.put("child2", b"c2")
+            os._exit(0 if store.get("child2") == b"c2" else 3)
+        except BaseException:
+            os._exit(2)
+    os.read(wrote_first[0], 1)
+    store.close()
+    os.write(parent_closed[1], b"x")
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0  # the child saw its own write succeed...
+    fresh = DiskStore(tmp_path)
+    assert fresh.get("child1") == b"c1"
+    assert fresh.get("child2") == b"c2", "a committed write of the forked child was lost"
+
+
+def test_disk_removing_a_corrupt_entry_keeps_a_concurrent_good_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs: 'the row (only that row: a concurrent good write is kept) ... removed'. The DELETE
+    matches on rowid and key, but an UPSERT keeps the rowid, so the good row is deleted."""
+    DiskStore(tmp_path, tag="old-tag").put("k", b"written under another tag")
+    reader = DiskStore(tmp_path, tag="new-tag")
+    writer = DiskStore(tmp_path, tag="new-tag")
+    real_decode = _disk._frame.decode
+    raced = []
+
+    def decode_with_a_concurrent_put(data: bytes, tag: bytes) -> bytes:
+        if not raced:  # another writer replaces the bad entry between our SELECT and DELETE
+            raced.append(True)
+            writer.put("k", b"good")
+        return real_decode(data, tag)
+
+    monkeypatch.setattr(_disk._frame, "decode", decode_with_a_concurrent_put)
+    assert reader.get("k") is None  # the bad entry: a miss
+    monkeypatch.setattr(_disk._frame, "decode", real_decode)
+    assert reader.get("k") == b"good", "the concurrent good write was deleted as corrupt"
+
+
+def test_disk_exception_inside_a_write_transaction_does_not_keep_the_write_lock(
+    tmp_path: Path,
+) -> None:
+    """_write (and delete, clear, flush, _maybe_sweep, _discard_bad_entry) roll back only on
+    sqlite3.Error. Any other exception between BEGIN IMMEDIATE and COMMIT (Ctrl-C in a
+    notebook, MemoryError, a bug) leaves the connection inside a transaction holding the
+    database's write lock: every other writer, in every process, then times out."""
+    store = DiskStore(tmp_path, busy_timeout=0.2)
+    other = DiskStore(tmp_path, busy_timeout=0.2)
+
+    def interrupted(conn: object) -> None:
+        raise KeyboardInterrupt
+
+    store._flush_access = interrupted  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        store.put("k", b"v")
+    del store._flush_access
+    assert not store._index.connection().in_transaction, "a transaction was left open"
+    other.put("j", b"w")
+    assert other.get("j") == b"w", "another writer was locked out"

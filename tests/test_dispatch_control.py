@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+import compilecache
 from compilecache import CacheUsageError
 from compilecache.dispatch import (
     Action,
@@ -69,6 +70,25 @@ def test_limit_reached_raises_when_asked() -> None:
     assert f("a") == "a"  # entries still serve
 
 
+def test_recompile_limit_of_one_backend_does_not_stop_another_backend() -> None:
+    def other(fn: Callable[..., Any], args: Any, kwargs: Any, spec: Any) -> Callable[..., Any]:
+        return fn
+
+    other.name = "other"  # type: ignore[attr-defined]
+
+    def f(x: int) -> int:
+        return x
+
+    limited = jit(f, recompile_limit=1)
+    separate = jit(f, backend=other)
+    limited(1)
+    limited(2)  # limit reached for the eager backend's entries
+    separate(1)
+    # limit_reasons is per code object while the limit counts per backend: "other" has no entry
+    # and never compiles again.
+    assert len(cache_entries(separate)) == 1
+
+
 # -- automatic dynamic ----------------------------------------------------------------------
 @pytest.mark.parametrize("array", [np.zeros, torch.zeros])
 def test_twelve_batch_sizes_compile_at_most_twice(array: Callable[..., Any]) -> None:
@@ -109,6 +129,30 @@ def test_ints_become_dynamic_after_they_change() -> None:
     assert backend.specs[1].leaf((("arg", "n"),)).kind == "dynamic-int"  # type: ignore[union-attr]
     f(1.5, "not an int")
     assert len(backend.specs) == 3
+
+
+def test_a_failed_compile_does_not_make_dimensions_dynamic() -> None:
+    """A call whose compile failed (its inputs were wrong) taught automatic dynamic that a
+    dimension varies, so the next, correct call compiled a dynamic specialization (which a
+    backend such as torch.export may not be able to serve)."""
+    from compilecache.dispatch import BackendCompileError
+
+    specs = []
+
+    def picky(fn: Any, args: Any, kwargs: Any, spec: Any) -> Any:
+        if args[0].shape[1] != 8:
+            raise ValueError("expects 8 features")
+        specs.append(spec)
+        return fn
+
+    @jit(backend=picky)
+    def f(x: Any) -> Any:
+        return x * 2
+
+    with pytest.raises(BackendCompileError):
+        f(np.zeros((5, 7)))
+    f(np.zeros((5, 8)))
+    assert not specs[0].dynamic
 
 
 # -- strategies -----------------------------------------------------------------------------
@@ -167,6 +211,39 @@ def test_nested_scopes_restore_the_outer_strategy() -> None:
         f(2)
     f(3)
     assert [spec.leaves[0].value for spec in backend.specs] == [3]
+
+
+def test_one_disable_scope_object_used_in_two_threads() -> None:
+    scope = compilecache.disable()
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            with scope:
+                first_in.set()
+                second_in.wait(5)
+        except BaseException as error:
+            errors.append(error)
+        first_out.set()
+
+    def second() -> None:
+        first_in.wait(5)
+        try:
+            with scope:
+                second_in.set()
+                first_out.wait(5)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # _Scope keeps one token stack for all threads: each thread pops the other's token
+    # (ValueError: ... was created in a different Context).
+    assert errors == []
 
 
 def test_skip_and_callee_actions() -> None:

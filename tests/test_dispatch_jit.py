@@ -381,6 +381,64 @@ def test_hits_from_many_threads_are_correct() -> None:
     assert len(cache_entries(f)) == 5
 
 
+# -- threads: invalidation between the guard and the call -------------------------------------
+def _in_other_thread(action: Callable[[], None]) -> None:
+    thread = threading.Thread(target=action)
+    thread.start()
+    thread.join()
+
+
+class ResetWhileSaving:
+    """Hooks whose save lets another thread call compilecache.reset() (a slow store write)."""
+
+    def load(self, request: CompileRequest) -> Iterable[LoadedEntry]:
+        return ()
+
+    def save(self, request: CompileRequest, entry: CacheEntry) -> None:
+        _in_other_thread(reset)
+
+    def finish(self, request: CompileRequest) -> None:
+        return None
+
+
+def test_reset_in_another_thread_does_not_break_the_compiling_call() -> None:
+    @jit(hooks=ResetWhileSaving())
+    def f(x: int) -> int:
+        return x + 1
+
+    # _compile returns the entry, then _run calls entry.compiled, which invalidate() replaced
+    # with a function that raises CacheError.
+    assert f(1) == 2
+
+
+class ResetOnHash:
+    armed = False
+
+    def __hash__(self) -> int:
+        if ResetOnHash.armed:
+            ResetOnHash.armed = False
+            _in_other_thread(reset)  # another thread resets while this one runs the guard
+        return 1
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+def test_reset_in_another_thread_during_a_hit_does_not_break_the_call() -> None:
+    @jit
+    def f(d: dict[Any, int]) -> int:
+        return sum(d.values())
+
+    key = ResetOnHash()
+    d = {key: 1}
+    assert f(d) == 1
+    ResetOnHash.armed = True  # after building the dict: the next hash is the guard's d[key]
+    # The hot path reads entry.check, runs it (the guard hashes the key), then reads
+    # entry.compiled, which is now the raising placeholder: "safe on an entry another thread is
+    # running" does not hold for a thread between its guard and its call.
+    assert f(d) == 1
+
+
 class StoreLikeHooks:
     """Hooks that keep saved entries in a list and hand them back as loaded entries."""
 
@@ -437,6 +495,27 @@ def test_a_broken_save_hook_does_not_break_the_call(caplog: pytest.LogCaptureFix
     with caplog.at_level(logging.ERROR, "compilecache"):
         assert f(2) == 4
     assert "saving compiled entry" in caplog.text
+
+
+class FailingLoad:
+    def load(self, request: CompileRequest) -> Iterable[LoadedEntry]:
+        raise OSError("store unreachable")
+
+    def save(self, request: CompileRequest, entry: CacheEntry) -> None:
+        return None
+
+    def finish(self, request: CompileRequest) -> None:
+        return None
+
+
+def test_failing_hooks_load_does_not_break_the_call() -> None:
+    @jit(hooks=FailingLoad())
+    def f(x: int) -> int:
+        return x + 1
+
+    # A failing save is logged and never breaks the call; a failing load propagates out of
+    # every miss.
+    assert f(1) == 2
 
 
 def test_a_call_that_does_not_fit_raises_the_functions_own_type_error() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import sys
 import textwrap
@@ -107,3 +108,53 @@ def test_explain_reports_bypasses_and_non_persisting_backends(
     eager = jit(lambda x: x)
     assert not explain(eager, 1).persistable
     assert compilecache.explain(eager, 1).persistable is False  # type: ignore[attr-defined]
+
+
+def test_explain_reports_this_calls_bypass_and_does_not_count_it(tmp_path: Path) -> None:
+    # explain() calls hooks.key_of(), which counts a bypass in hooks.stats (explain mutates
+    # stats), and then reports list(stats.bypasses)[-1]: the most recently *first seen* reason
+    # of any function, not this call's.
+    hooks = ArtifactHooks(DiskStore(tmp_path / "cache"))
+    backend = FileLoggedBackend(os.devnull)
+
+    class First:
+        def __init__(self) -> None:
+            self.lock = threading.Lock()  # no stable encoding
+
+    class Second(First):
+        pass
+
+    first_thing, second_thing = First(), Second()
+    a = jit(lambda x: (x, first_thing), backend=backend, hooks=hooks)
+    b = jit(lambda x: (x, second_thing), backend=backend, hooks=hooks)
+    a(1)
+    b(1)
+    counted = dict(hooks.stats.bypasses)
+    report = explain(a, 1)
+    assert dict(hooks.stats.bypasses) == counted, "explain counted a bypass"
+    assert report.bypass is not None and "first_thing" in report.bypass, report.bypass
+
+
+def test_explain_survives_a_damaged_index(tmp_path: Path) -> None:
+    # The per-function index is read from the (possibly shared) store without type checks:
+    # float(record["created"]) and record.get(...) raise into the caller of explain().
+    module_dir = tmp_path / "src"
+    module_dir.mkdir()
+    (module_dir / "rv_idx.py").write_text("def f(x):\n    return x + 1\n")
+    sys.path.insert(0, str(module_dir))
+    try:
+        import rv_idx  # type: ignore[import-not-found]
+
+        store = DiskStore(tmp_path / "cache")
+        hooks = ArtifactHooks(store)
+        f = jit(rv_idx.f, backend=FileLoggedBackend(os.devnull), hooks=hooks)
+        f(1.0)
+        (name,) = [k for k in store.keys() if k.startswith("cc1/i/")]
+        index = json.loads(store.get(name))  # type: ignore[arg-type]
+        for record in index["entries"].values():
+            record["created"] = "yesterday"
+        store.put(name, json.dumps(index).encode())
+        explain(f, 1.0)  # must report, not raise ValueError
+    finally:
+        sys.path.remove(str(module_dir))
+        sys.modules.pop("rv_idx", None)

@@ -57,3 +57,40 @@ def test_silent_by_default_and_channels_on_demand() -> None:
 
 def test_a_bad_spec_warns_and_imports() -> None:
     assert "unknown channel 'nope'" in run("nope")
+
+
+LOGS_SCRIPT = textwrap.dedent(
+    """
+    import logging
+    logging.getLogger().setLevel(logging.DEBUG)  # the application's root level
+    import compilecache
+    @compilecache.jit
+    def f(x):
+        return x + 1
+    for i in range(3):
+        f(i * 1.5)
+    """
+)
+
+
+def test_one_channel_does_not_turn_on_every_channel_at_the_roots_level() -> None:
+    """set_logs installs its handler on the "compilecache" logger without giving that logger a
+    level, so channels not named inherit the root logger's level: with an application at
+    DEBUG, COMPILECACHE_LOGS=recompiles also prints every other channel's DEBUG records."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPILECACHE_")}
+    env.update(COMPILECACHE_DISABLE="1", COMPILECACHE_LOGS="recompiles")
+    done = subprocess.run(
+        [sys.executable, "-c", LOGS_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert "[compilecache.recompiles]" in done.stderr
+    others = [
+        line
+        for line in done.stderr.splitlines()
+        if line.startswith("[compilecache.") and not line.startswith("[compilecache.recompiles]")
+    ]
+    assert others == [], others

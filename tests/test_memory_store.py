@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from compilecache import CacheUsageError, SeedFormatError
+from compilecache import CacheTypeError, CacheUsageError, SeedFormatError
 from compilecache.stores import MemoryStore, format_seed, parse_seed
 
 
@@ -71,6 +71,33 @@ def test_threads_hammering_keep_counts_exact() -> None:
     assert stats.writes == 8 * 2000
     assert stats.entries == len(list(store)) <= 50
     assert stats.size == sum(len(store.get(k) or b"") for k in list(store))
+
+
+def test_memory_insert_of_a_value_too_large_to_store_returns_false() -> None:
+    """_store skips a value larger than max_bytes, but insert() still reports True."""
+    store = MemoryStore(max_bytes=10)
+    accepted = store.insert("k", b"x" * 11)
+    assert store.get("k") is None and store.stats().write_skips == 1
+    assert accepted is False, "insert() returned True for a value it did not store"
+
+
+def test_memory_get_with_an_unhashable_key_raises_cache_type_error() -> None:
+    """The lock-free hit path looks the key up before check_key: an unhashable key raises a
+    bare TypeError ('unhashable type') instead of CacheTypeError."""
+    with pytest.raises(CacheTypeError):
+        MemoryStore().get(["k"])  # type: ignore[arg-type]
+
+
+def test_memory_get_with_a_str_subclass_key_raises_cache_type_error() -> None:
+    """check_key rejects non-exact str types; the hit path returns a value for one."""
+
+    class Key(str):
+        pass
+
+    store = MemoryStore()
+    store.put("k", b"v")
+    with pytest.raises(CacheTypeError):
+        store.get(Key("k"))
 
 
 def test_from_env_var(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,17 +4,22 @@ the artifact hooks across processes."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
+from clihelpers import data, run_isolated
 from compilecache.telemetry import CountersDB, Delta, Recorder
 from compilecache.telemetry._counters_db import BUCKET_SECONDS
 
 TESTS = Path(__file__).parent
+
+SECRET = "s" * 32
 
 ADDER = """
 import sys
@@ -167,3 +172,126 @@ def test_hooks_persist_loads_and_compiles_across_processes(tmp_path: Path) -> No
     assert totals["function:userpkg:f"]["loads"] == 2
     assert totals["artifacts"]["saved"] == 1 and totals["artifacts"]["loaded"] == 2
     assert totals["tier:disk"]["hits"] >= 4  # two processes read a manifest and an artifact
+
+
+@pytest.mark.redis
+def test_rejected_values_are_counted_with_a_secret_and_a_remote(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """With COMPILECACHE_SECRET and a remote tier the store is CodecStore(TieredStore), and the
+    recorder records only the tiers' raw counters: a forged value is persisted as a disk *hit*
+    and its rejection is lost, while the same store without a remote counts a miss and a
+    rejection."""
+    from compilecache._config import Config
+    from compilecache.artifacts import ArtifactStats
+    from compilecache.stores import DiskStore, open_store
+    from compilecache.telemetry import CountersDB, Recorder
+
+    cache = tmp_path / "cache"
+    store = open_store(Config(dir=cache, remote=redis_url, secret=SECRET.encode()))
+    DiskStore(cache).put("forged", b"written without the secret")
+    assert store.get("forged") is None
+    Recorder(CountersDB(cache), store, ArtifactStats()).flush()
+    report = data(run_isolated(cache, "stats", "--json", COMPILECACHE_REMOTE=redis_url))
+    tiers = report["tiers"]
+    assert sum(tier["rejected"] for tier in tiers.values()) == 1, tiers
+    assert tiers["disk"]["hits"] == 0, tiers
+
+
+def test_two_hooks_on_one_store_do_not_double_count(tmp_path: Path) -> None:
+    """Every ArtifactHooks gets its own Recorder, and each adds the deltas of the same store's
+    counters: two jit functions given hooks over one store persist every hit and write
+    twice."""
+    from compilecache.artifacts import ArtifactHooks
+    from compilecache.stores import DiskStore
+    from compilecache.telemetry import CountersDB
+
+    store = DiskStore(tmp_path / "cache")
+    first, second = ArtifactHooks(store), ArtifactHooks(store)
+    store.put("k", b"v")
+    assert store.get("k") == b"v"
+    first.recorder.flush()
+    second.recorder.flush()
+    totals = CountersDB(tmp_path / "cache").totals()["tier:disk"]
+    assert totals["hits"] == 1 and totals["writes"] == 1, totals
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_does_not_flush_its_parents_counts_again(tmp_path: Path) -> None:
+    """A Recorder has no fork handler: a child inherits the parent's unflushed events and the
+    store counters' unwritten differences, and both processes flush them, doubling loads,
+    seconds saved and tier counts (a fork-based worker pool does this)."""
+    from compilecache.artifacts import ArtifactHooks
+    from compilecache.stores import DiskStore
+    from compilecache.telemetry import CountersDB
+
+    store = DiskStore(tmp_path / "cache")
+    hooks = ArtifactHooks(store)
+    store.put("k", b"v")
+    store.get("k")
+    hooks.recorder.loaded("m:f", "d" * 64, 2.0)
+    pid = os.fork()
+    if pid == 0:  # the child: its own first flush (a miss after 5 s, or its exit)
+        try:
+            hooks.recorder.flush()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    hooks.recorder.flush()
+    totals = CountersDB(tmp_path / "cache").totals()
+    assert totals["function:m:f"]["loads"] == 1, totals
+    assert totals["tier:disk"]["hits"] == 1, totals
+
+
+def test_a_failed_flush_keeps_its_events_for_the_next_one(tmp_path: Path) -> None:
+    """Recorder.flush takes the pending events out before writing and drops them when the
+    write fails (a busy database): the store's counters are retried at the next flush but
+    per-function loads, compiles and seconds saved and per-entry loads are lost for good."""
+    from compilecache.artifacts import ArtifactStats
+    from compilecache.stores import MemoryStore
+    from compilecache.telemetry import CountersDB, Recorder
+
+    db = CountersDB(tmp_path, busy_timeout=0.1)
+    db.totals()  # create it
+    recorder = Recorder(db, MemoryStore(), ArtifactStats())
+    recorder.compiled("m:f", 1.5)
+    blocker = sqlite3.connect(db.path)
+    blocker.execute("BEGIN EXCLUSIVE")
+    recorder.flush()  # busy: logged, not raised
+    blocker.rollback()
+    blocker.close()
+    recorder.flush()
+    assert db.totals().get("function:m:f", {}).get("compiles") == 1
+
+
+@pytest.mark.slow
+def test_a_busy_counters_database_does_not_stall_a_call(tmp_path: Path) -> None:
+    """Flushes run on the caller's thread with the database's 10-second busy timeout, so while
+    another process holds the counters database's write lock a call that is due a flush
+    (load and save each flush) waits up to 10 s per flush, for statistics."""
+    from artifactbackend import FileLoggedBackend
+    from compilecache.artifacts import ArtifactHooks
+    from compilecache.dispatch import jit
+    from compilecache.stores import DiskStore
+    from compilecache.telemetry import CountersDB
+
+    cache = tmp_path / "cache"
+    hooks = ArtifactHooks(DiskStore(cache))
+    hooks.recorder._period = 0.0  # a flush is due (as it is 5 s after the last one)
+    db = CountersDB(cache)
+    db.totals()
+    blocker = sqlite3.connect(db.path)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+
+        def double(x: float) -> float:
+            return x * 2
+
+        f = jit(double, backend=FileLoggedBackend(str(tmp_path / "log")), hooks=hooks)
+        start = time.monotonic()
+        f(1.0)
+        elapsed = time.monotonic() - start
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert elapsed < 2.0, f"a call waited {elapsed:.1f} s for the counters database"

@@ -135,3 +135,28 @@ def test_bad_construction() -> None:
         TieredStore([])
     with pytest.raises(ConfigError, match="write_policy"):
         TieredStore([MemoryStore()], write_policy="sometimes")
+
+
+def test_tiered_delete_is_not_undone_by_an_earlier_background_put() -> None:
+    """delete() runs on remote tiers synchronously, while an earlier put() to the same key is
+    still in the write-behind queue: the queued put runs after the delete and resurrects it."""
+    local, remote = MemoryStore(), SlowRemote(delay=0.2)
+    store = TieredStore([local, remote], write_policy="local-then-remote")
+    store.put("k", b"v")
+    store.delete("k")
+    assert store.flush(5)
+    assert "k" not in remote, "the deleted key came back in the remote tier"
+    store.close()
+
+
+def test_tiered_flush_after_close_returns() -> None:
+    """close() stops the worker; a later flush() queues a marker nobody will run and, with
+    the default timeout=None, waits forever."""
+    store = TieredStore([MemoryStore(), RemoteMemory()], write_policy="local-then-remote")
+    store.put("k", b"v")
+    store.close()
+    result: list[bool] = []
+    thread = threading.Thread(target=lambda: result.append(store.flush()), daemon=True)
+    thread.start()
+    thread.join(2)
+    assert result == [True], "flush() after close() hangs"

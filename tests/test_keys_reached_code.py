@@ -1,16 +1,16 @@
-"""Regressions found in review of the artifact layer: each test states a guarantee of
-docs/keys.md or docs/artifacts.md, and each failed before its fix."""
+"""Cache keys over the code a jit function reaches: helpers, closures, decorators, classes and
+the functions and objects it is given are fingerprinted, so an edit of any of them is a new key
+(or the call is a bypass) and never serves a stale artifact; and what can be keyed is.
+
+Each test states a guarantee of docs/keys.md, and each failed before its fix.
+"""
 
 from __future__ import annotations
 
 import importlib
-import json
 import os
-import struct
 import sys
 import textwrap
-import threading
-import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 
 from artifactbackend import FileLoggedBackend
-from compilecache.artifacts import ArtifactHooks, BundleError, explain, export_bundle, import_bundle
+from compilecache.artifacts import ArtifactHooks
 from compilecache.dispatch import jit, reset
 from compilecache.keys import CacheKey
-from compilecache.stores import DiskStore, MemoryStore
+from compilecache.stores import MemoryStore
 from keyrecorder import KeyRecorder
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -343,266 +343,3 @@ def test_a_function_using_ellipsis_is_persisted() -> None:
         return x[..., 0]
 
     assert key_or_none(f, np.ones((2, 2))) is not None
-
-
-# == guards on load ===============================================================================
-def test_a_global_tuple_holding_none_loads_back(workdir: Path) -> None:
-    # GuardBuilder emits IDENTITY guards at (global CONFIG, item 0) for the None inside the
-    # tuple; dump_guard() writes every IDENTITY guard under a global as "current", and
-    # load_guard() re-arms it with the *root* global (the whole tuple): `CONFIG[0] is CONFIG`
-    # never holds, so the entry is never used: every process compiles (and overwrites) again.
-    module = load(
-        workdir,
-        "rv_tup",
-        {"rv_tup.py": "CONFIG = (None, (2, 3))\n\ndef f(x):\n    return x * CONFIG[1][0]\n"},
-    )
-    hooks = ArtifactHooks(MemoryStore())
-    backend = FileLoggedBackend(os.devnull)
-    reset()
-    assert jit(module.f, backend=backend, hooks=hooks)(1.0)[0] == "compiled"
-    assert hooks.stats.saved == 1
-    reset()
-    assert jit(module.f, backend=backend, hooks=hooks)(1.0)[0] == "loaded"
-
-
-def test_a_stored_manifest_cannot_import_an_arbitrary_module(workdir: Path) -> None:
-    # resolve_type()/_module() import any module a manifest names (before any guard is checked).
-    # With write access to a shared store (an unsigned Redis, a shared directory), that is code
-    # execution of any importable module's top level (a file in the working directory, a test
-    # helper, `antigravity`...). Every type a legitimate guard names is the type of a value in
-    # the current call, so its module is already imported: there is nothing to import.
-    marker = workdir / "imported.marker"
-    (workdir / "rv_planted.py").write_text(
-        f"open({str(marker)!r}, 'w').write('top-level code ran')\nclass Thing:\n    pass\n"
-    )
-    module = load(workdir, "rv_victim", {"rv_victim.py": "def f(x):\n    return x + 1\n"})
-    store = MemoryStore()
-    hooks = ArtifactHooks(store)
-    backend = FileLoggedBackend(os.devnull)
-    reset()
-    jit(module.f, backend=backend, hooks=hooks)(1.0)
-    (name,) = [k for k in store.keys() if k.startswith("cc1/m/")]
-    manifest = json.loads(store.get(name))  # type: ignore[arg-type]
-    manifest["guards"].append(
-        {
-            "path": [["arg", "x"]],
-            "kind": "identity",
-            "depth": 1,
-            "cost": 0,
-            "expected": {"type": "rv_planted:Thing"},
-        }
-    )
-    store.put(name, json.dumps(manifest).encode())
-    reset()
-    jit(module.f, backend=backend, hooks=ArtifactHooks(store))(1.0)
-    assert "rv_planted" not in sys.modules and not marker.exists(), (
-        "a stored manifest imported (ran) a module of its choice"
-    )
-
-
-# == compile once =================================================================================
-class _PublishingLock:
-    """A free lock whose acquisition happens just after another process published the entry
-    (the window between ArtifactHooks.load's first read and its lock)."""
-
-    def __init__(self, publish: Any) -> None:
-        self.publish = publish
-
-    def acquire(self, timeout: float) -> bool:
-        self.publish()
-        return True
-
-    def release(self) -> None:
-        pass
-
-    def held(self) -> bool:
-        return False
-
-
-def test_an_entry_published_before_the_lock_is_taken_is_loaded(workdir: Path) -> None:
-    # load() re-reads the store after taking the lock only if it waited: an entry published
-    # between its first read and a lock taken at once is compiled a second time.
-    module = load(workdir, "rv_race", {"rv_race.py": "def f(x):\n    return x + 1\n"})
-    backend = FileLoggedBackend(os.devnull)
-    other, shared = MemoryStore(), MemoryStore()
-    reset()
-    jit(module.f, backend=backend, hooks=ArtifactHooks(other))(1.0)  # "the other process"
-
-    def publish() -> None:
-        for name in other.keys():
-            shared.put(name, other.get(name))  # type: ignore[arg-type]
-
-    hooks = ArtifactHooks(shared, lock_factory=lambda name: _PublishingLock(publish))
-    reset()
-    result = jit(module.f, backend=backend, hooks=hooks)(1.0)
-    assert result[0] == "loaded", "compiled again although the entry was there under the lock"
-
-
-# == explain ======================================================================================
-def test_explain_reports_this_calls_bypass_and_does_not_count_it(tmp_path: Path) -> None:
-    # explain() calls hooks.key_of(), which counts a bypass in hooks.stats (explain mutates
-    # stats), and then reports list(stats.bypasses)[-1]: the most recently *first seen* reason
-    # of any function, not this call's.
-    hooks = ArtifactHooks(DiskStore(tmp_path / "cache"))
-    backend = FileLoggedBackend(os.devnull)
-
-    class First:
-        def __init__(self) -> None:
-            self.lock = threading.Lock()  # no stable encoding
-
-    class Second(First):
-        pass
-
-    first_thing, second_thing = First(), Second()
-    a = jit(lambda x: (x, first_thing), backend=backend, hooks=hooks)
-    b = jit(lambda x: (x, second_thing), backend=backend, hooks=hooks)
-    a(1)
-    b(1)
-    counted = dict(hooks.stats.bypasses)
-    report = explain(a, 1)
-    assert dict(hooks.stats.bypasses) == counted, "explain counted a bypass"
-    assert report.bypass is not None and "first_thing" in report.bypass, report.bypass
-
-
-def test_explain_survives_a_damaged_index(tmp_path: Path) -> None:
-    # The per-function index is read from the (possibly shared) store without type checks:
-    # float(record["created"]) and record.get(...) raise into the caller of explain().
-    module_dir = tmp_path / "src"
-    module_dir.mkdir()
-    (module_dir / "rv_idx.py").write_text("def f(x):\n    return x + 1\n")
-    sys.path.insert(0, str(module_dir))
-    try:
-        import rv_idx  # type: ignore[import-not-found]
-
-        store = DiskStore(tmp_path / "cache")
-        hooks = ArtifactHooks(store)
-        f = jit(rv_idx.f, backend=FileLoggedBackend(os.devnull), hooks=hooks)
-        f(1.0)
-        (name,) = [k for k in store.keys() if k.startswith("cc1/i/")]
-        index = json.loads(store.get(name))  # type: ignore[arg-type]
-        for record in index["entries"].values():
-            record["created"] = "yesterday"
-        store.put(name, json.dumps(index).encode())
-        explain(f, 1.0)  # must report, not raise ValueError
-    finally:
-        sys.path.remove(str(module_dir))
-        sys.modules.pop("rv_idx", None)
-
-
-# == bundles ======================================================================================
-def _bundle_with_manifest(path: Path, manifest_bytes: bytes, key: str) -> None:
-    import hashlib
-
-    artifact = b"artifact"
-    header = json.dumps(
-        {
-            "format": 1,
-            "signed": False,
-            "entries": [
-                {
-                    "key": key,
-                    "function": "m:f",
-                    "manifest": len(manifest_bytes),
-                    "artifact": len(artifact),
-                    "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
-                    "artifact_sha256": hashlib.sha256(artifact).hexdigest(),
-                }
-            ],
-        }
-    ).encode()
-    path.write_bytes(
-        b"\x89CCBUNDLE\n" + struct.pack(">Q", len(header)) + header + manifest_bytes + artifact
-    )
-
-
-def test_a_malformed_manifest_in_a_bundle_raises_bundle_error(tmp_path: Path) -> None:
-    # Manifest.from_bytes does not check `components`; import_bundle then calls .get on it:
-    # a malformed bundle raises AttributeError, not BundleError (a ValueError), as documented.
-    import hashlib
-
-    key = "ab" * 32
-    artifact = b"artifact"
-    manifest = {
-        "format": 1,
-        "key": key,
-        "function": "m:f",
-        "backend": "b",
-        "components": [],
-        "guards": [],
-        "spec": [],
-        "compile_seconds": 0.0,
-        "artifact_size": len(artifact),
-        "artifact_sha256": hashlib.sha256(artifact).hexdigest(),
-        "created": 0.0,
-    }
-    bundle = tmp_path / "odd.ccb"
-    _bundle_with_manifest(bundle, json.dumps(manifest).encode(), key)
-    store = DiskStore(tmp_path / "target")
-    with pytest.raises(BundleError):
-        import_bundle(bundle, store=store)
-    assert not [k for k in store.keys() if k.startswith("cc1/")]
-
-
-def test_importing_a_bundle_does_not_copy_it_several_times(tmp_path: Path) -> None:
-    # import_bundle reads the whole file (up to max_bytes = 8 GiB), then copies the body
-    # (data[start:end]) and, when signed, everything again for the HMAC (data[:end]), then
-    # every artifact: about 3x the bundle in memory at once.
-    from clihelpers import fake_entry
-
-    source = DiskStore(tmp_path / "source")
-    artifact = os.urandom(24 << 20)
-    source.put_many(fake_entry(0, artifact)[1])  # built for this environment: imported
-    bundle = tmp_path / "big.ccb"
-    export_bundle(bundle, store=source, secret=b"s" * 16)
-    del artifact
-    size = bundle.stat().st_size
-    target = MemoryStore()
-    tracemalloc.start()
-    try:
-        import_bundle(bundle, store=target, secret=b"s" * 16)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    # The entry itself must end up in the target store (1x); a streaming import needs no more
-    # than that plus bounded buffers.
-    assert peak < 1.6 * size, f"peak {peak / size:.1f}x the bundle size"
-
-
-def test_concurrent_index_updates_lose_no_record(tmp_path: Path) -> None:
-    """The per-function index behind explain was read, changed and written without a lock:
-    two compiles of one function finishing together lost one of the two records."""
-    import threading
-
-    from compilecache.artifacts._manifest import Manifest
-    from compilecache.artifacts._persistence import ArtifactHooks
-    from compilecache.keys import Component
-
-    hooks = ArtifactHooks(DiskStore(tmp_path / "cache"))
-
-    def f(x: Any) -> Any:
-        return x
-
-    barrier = threading.Barrier(8)
-
-    def record(number: int) -> None:
-        key = CacheKey((Component("inputs", f"{number:064x}", {}),))
-        manifest = Manifest.build(
-            key,
-            function="m:f",
-            backend="b",
-            guards=[],
-            spec=[],
-            compile_seconds=0.0,
-            artifact=b"a",
-        )
-        barrier.wait()
-        hooks.index.record(f, key, manifest)
-
-    threads = [threading.Thread(target=record, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    from compilecache.artifacts._function_index import read_index
-
-    assert len(read_index(hooks.store, f)["entries"]) == 8
