@@ -54,6 +54,10 @@ def test_layers_read_only_and_tier_names_through_every_wrapper(tmp_path: Path) -
     assert ReadOnly(tiered).layers(writable=True) == ()
     assert TieredStore([ReadOnly(memory), ReadOnly(disk)]).read_only
     assert tiered.tier_names == ("memory", "audited", "read-only shared")
+    # Where telemetry may be written: the local store's directory, never a read-only one's.
+    assert tiered.local_directory() == disk.root
+    assert ReadOnly(tiered).local_directory() is None
+    assert TieredStore([ReadOnly(disk), memory]).local_directory() is None
     assert CodecStore(tiered, []).tier_names == tiered.tier_names
 
 

@@ -80,7 +80,7 @@ def _recorder_for(store: BaseStore, stats: ArtifactStats, owner: Any) -> Any:
     from ..telemetry import CountersDB
     from ..telemetry._recorder import recorder_for
 
-    local = store.maintenance()
-    if local is None or store.read_only:
+    directory = store.local_directory()
+    if directory is None:
         return None
-    return recorder_for(CountersDB(local.root), store, stats, owner)
+    return recorder_for(CountersDB(directory), store, stats, owner)

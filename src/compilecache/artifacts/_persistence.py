@@ -22,7 +22,6 @@ model.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -200,6 +199,8 @@ def default_lock_factory(store: BaseStore, ttl: float) -> Callable[[str], Lock]:
     offered = store.lock_factory(ttl)
     if offered is not None:
         return offered
+    import tempfile  # here: it imports shutil, bz2, lzma and random, milliseconds at the first miss
+
     # One directory per user, private: a shared one in /tmp would let other users hold or
     # break our locks. One that someone else made first (the name is predictable) is not
     # used: a fresh private one of this process is (locks then span only this process).

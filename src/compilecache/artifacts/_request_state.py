@@ -4,7 +4,6 @@ it)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -13,19 +12,22 @@ if TYPE_CHECKING:
     from ._single_flight import Claim
 
 
-@dataclass
 class RequestState:
     """``keyed``: key derivation ran; then ``key`` is the key, or None and ``bypass`` says why
     (``bypass_counted``: the bypass was counted and logged). ``guards`` are the call's guards
     as the manifest stores them. ``claim`` is the compile lock this process holds for the key,
-    released by ``finish``."""
+    released by ``finish``. (A plain class: a dataclass costs a millisecond of the first miss
+    to define.)"""
 
-    keyed: bool = False
-    key: CacheKey | None = None
-    guards: list[dict[str, Any]] | None = None
-    bypass: str | None = None
-    bypass_counted: bool = False
-    claim: Claim | None = None
+    __slots__ = ("bypass", "bypass_counted", "claim", "guards", "key", "keyed")
+
+    def __init__(self) -> None:
+        self.keyed = False
+        self.key: CacheKey | None = None
+        self.guards: list[dict[str, Any]] | None = None
+        self.bypass: str | None = None
+        self.bypass_counted = False
+        self.claim: Claim | None = None
 
 
 def state_of(request: CompileRequest) -> RequestState:

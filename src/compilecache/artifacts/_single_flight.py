@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 from .._locks import LeaseKeeper, Lock
@@ -19,12 +18,14 @@ logger = logging.getLogger("compilecache.artifacts")
 T = TypeVar("T")
 
 
-@dataclass
 class Claim:
     """The lock this process holds to compile a key, and the keeper renewing its lease."""
 
-    lock: Lock
-    lease: LeaseKeeper | None
+    __slots__ = ("lease", "lock")
+
+    def __init__(self, lock: Lock, lease: LeaseKeeper | None) -> None:
+        self.lock = lock
+        self.lease = lease
 
     def release(self) -> None:
         if self.lease is not None:

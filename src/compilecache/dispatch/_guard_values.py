@@ -9,7 +9,6 @@ types by importing nothing (only modules already imported) and walking attribute
 
 from __future__ import annotations
 
-import base64
 import builtins
 import enum
 import sys
@@ -57,6 +56,8 @@ def dump_value(value: Any) -> Any:
     if kind is str:
         return {"str": value}
     if kind is bytes:
+        import base64  # not at import: ``import compilecache`` stays cheap
+
         return {"bytes": base64.b64encode(value).decode("ascii")}
     if kind in (tuple, list):
         return {kind.__name__: [dump_value(item) for item in value]}
@@ -99,6 +100,8 @@ def load_value(data: Any) -> Any:
     if tag == "str" and isinstance(body, str):
         return body
     if tag == "bytes":
+        import base64
+
         return base64.b64decode(body, validate=True)
     if tag in ("tuple", "list", "frozenset", "set"):
         items = [load_value(item) for item in body]

@@ -29,7 +29,6 @@ from ._keys import MAX_KEY_LENGTH as MAX_KEY_LENGTH
 from ._keys import check_key as check_key
 from ._layers import disk_store_of as disk_store_of
 from ._layers import store_layers as store_layers
-from ._maintenance import Maintenance as Maintenance
 from ._memory import MemoryStore as MemoryStore
 from ._null import NullStore as NullStore
 from ._readonly import ReadOnly as ReadOnly
@@ -44,9 +43,11 @@ from ._wrapper import WrappingStore as WrappingStore
 
 if TYPE_CHECKING:
     from ._breaker import CircuitBreaker as CircuitBreaker
+    from ._maintenance import Maintenance as Maintenance
     from ._redis import RedisStore as RedisStore
 
-_LAZY = {"RedisStore": "._redis", "CircuitBreaker": "._breaker"}
+# Imported on first use: redis, and what only maintenance (the command line) needs.
+_LAZY = {"RedisStore": "._redis", "CircuitBreaker": "._breaker", "Maintenance": "._maintenance"}
 
 
 def __getattr__(name: str) -> Any:

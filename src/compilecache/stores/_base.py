@@ -24,6 +24,8 @@ from ._keys import check_key
 from ._stats import Counters, StoreStats
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .._locks import Lock
     from ._maintenance import Maintenance
 
@@ -235,6 +237,12 @@ class BaseStore:
     def tier_counters(self) -> dict[str, dict[str, int]]:
         """Per tier, the counters its ``stats()`` would report, read without locks or I/O."""
         return {self.name: self._counters.peek()}
+
+    def local_directory(self) -> Path | None:
+        """The directory of the local store in this store, where this process may keep files
+        about it (the persisted counters), or None: no local store, or a read-only one
+        (nothing is written into a read-only store's directory)."""
+        return None
 
     def maintenance(self) -> Maintenance | None:
         """The maintenance handle of the local disk store in this store, seen through the

@@ -620,6 +620,9 @@ class DiskStore(BaseStore):
         directory = self.root / "locks"
         return lambda name: FileLock(directory, name, ttl=ttl)
 
+    def local_directory(self) -> Path | None:
+        return self.root
+
     def maintenance(self) -> DiskMaintenance:
         from ._disk_maintenance import DiskMaintenance
 

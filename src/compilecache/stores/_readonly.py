@@ -12,6 +12,8 @@ from ._stats import StoreStats
 from ._wrapper import WrappingStore
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ._maintenance import Maintenance
 
 
@@ -72,6 +74,9 @@ class ReadOnly(WrappingStore):
     def put_to(self, names: Collection[str], key: str, value: bytes) -> bool:
         self.put(key, value)
         return False
+
+    def local_directory(self) -> Path | None:
+        return None  # nothing is written into a read-only store's directory
 
     def maintenance(self) -> Maintenance | None:
         found = self.inner.maintenance()

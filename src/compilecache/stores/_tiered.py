@@ -15,6 +15,8 @@ from ._stats import StoreStats
 from ._write_behind import WriteBehindQueue
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ._maintenance import Maintenance
 
 logger = logging.getLogger("compilecache.store.tiered")
@@ -233,6 +235,15 @@ class TieredStore(BaseStore):
         for tier in self.tiers:
             merged.update(tier.tier_counters())
         return merged
+
+    def local_directory(self) -> Path | None:
+        """The first local tier's (telemetry never goes to a shared tier)."""
+        for tier in self.tiers:
+            if not tier.remote:
+                found = tier.local_directory()
+                if found is not None:
+                    return found
+        return None
 
     def maintenance(self) -> Maintenance | None:
         """The first local tier's handle (a remote tier is shared: maintenance leaves it)."""

@@ -14,6 +14,8 @@ from ._base import BaseStore, LockFactory
 from ._stats import StoreStats
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ._maintenance import Maintenance
 
 
@@ -85,6 +87,9 @@ class WrappingStore(BaseStore):
 
     def tier_counters(self) -> dict[str, dict[str, int]]:
         return self.inner.tier_counters()
+
+    def local_directory(self) -> Path | None:
+        return self.inner.local_directory()
 
     def maintenance(self) -> Maintenance | None:
         return self.inner.maintenance()
