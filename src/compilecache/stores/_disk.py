@@ -16,9 +16,7 @@ Guarantees (see docs/stores.md for the reasoning):
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import json
 import logging
 import os
 import sqlite3
@@ -28,12 +26,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._errors import ConfigError, CorruptEntryError, InvalidKeyError, UntrustedDirectoryError
+from .._errors import ConfigError, CorruptEntryError, UntrustedDirectoryError
 from .._ratelimit import RateLimitedLog
 from . import _disk_files as files
 from . import _frame
 from ._base import BaseStore, LockFactory, check_value
 from ._disk_index import Index, transaction
+from ._disk_salvage import DAMAGE_RECORD, read_damage_records, salvage
 from ._keys import check_key
 from ._private_dir import directory_problem, make_private_directory, untrusted_directory_message
 from ._stats import StoreStats
@@ -59,12 +58,6 @@ _INSERT_NEW = (
     "INSERT INTO entries (key, value, filename, size, created, accessed) "
     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING"
 )
-_INSERT_IF_ABSENT = (
-    "INSERT OR IGNORE INTO entries (key, value, filename, size, created, accessed) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
-)
-#: Appended to by each recovery from a damaged index (JSON lines); read by verify.
-DAMAGE_RECORD = "index-damaged.jsonl"
 _UPSERT = (
     "INSERT INTO entries (key, value, filename, size, created, accessed) "
     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
@@ -183,7 +176,15 @@ class DiskStore(BaseStore):
                 setting="COMPILECACHE_DIR",
             ) from error
         if self._index.recovered is not None:
-            self._salvage(self._index.recovered)  # before any sweep could take the files
+            # Before any sweep could take the files.
+            salvage(
+                self.root,
+                self._tag,
+                self._index,
+                recovered=self._index.recovered,
+                counters=self._counters,
+                record=self.damage_record_path,
+            )
         self._maybe_sweep()
 
     # -- reads ---------------------------------------------------------------------------
@@ -221,72 +222,14 @@ class DiskStore(BaseStore):
         (files written before keys were in their tags)."""
         return files.file_tag(self._tag, key), self._tag
 
-    def _salvage(self, recovered: dict[str, Any]) -> None:
-        """After the index was found damaged and set aside: adopt every payload file whose
-        frame names its key and checks out, log at WARNING what was lost, count it, and
-        leave a record for ``compilecache verify``."""
-        adopted = unreadable = 0
-        rows = []
-        for relative, mtime in files.iter_payload_files(self.root):
-            tag = files.read_file_tag(self.root, relative)
-            key = None if tag is None else files.key_of_tag(tag, self._tag)
-            try:
-                if key is None:
-                    raise CorruptEntryError("its frame does not name its key")
-                check_key(key)
-                files.read_payload_file(self._root, relative, self.file_tags(key))
-                size = (self.root / relative).stat().st_size
-            except (CorruptEntryError, InvalidKeyError, OSError):
-                unreadable += 1
-                continue
-            rows.append((key, None, relative, size, mtime, mtime))
-        with transaction(conn := self._index.connection()):
-            for row in rows:
-                adopted += conn.execute(_INSERT_IF_ABSENT, row).rowcount
-        held, inline = recovered.get("entries"), recovered.get("inline")
-        lost = None if held is None else max(0, held - adopted)
-        record = {
-            "at": time.time(),
-            "aside": recovered.get("aside"),
-            "error": recovered.get("error"),
-            "entries before": held,
-            "inline before": inline,
-            "adopted": adopted,
-            "files not adopted": unreadable,
-            "lost": lost,
-        }
-        self._counters.add("corrupt", lost if lost is not None else 1)
-        damage_log = self.root / DAMAGE_RECORD
-        with open(damage_log, "a", encoding="utf-8") as file:
-            file.write(json.dumps(record) + "\n")
-        logger.warning(
-            "disk store index %s was damaged (%s): set aside as %s; %d entries re-adopted "
-            "from their payload files, %s lost (values kept inside the index, and files "
-            "without their key); `compilecache verify` reports it",
-            self._index.path,
-            recovered.get("error"),
-            recovered.get("aside"),
-            adopted,
-            "an unknown number of entries" if lost is None else f"{lost} entries",
-        )
-
     @property
     def damage_record_path(self) -> Path:
         """Where recoveries from a damaged index are recorded (see :meth:`damage_records`)."""
         return self.root / DAMAGE_RECORD
 
     def damage_records(self) -> list[dict[str, Any]]:
-        """What each recovery from a damaged index found (see :meth:`_salvage`)."""
-        path = self.root / DAMAGE_RECORD
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            return []
-        found = []
-        for line in lines:
-            with contextlib.suppress(ValueError):
-                found.append(json.loads(line))
-        return found
+        """What each recovery from a damaged index found (see :mod:`._disk_salvage`)."""
+        return read_damage_records(self.damage_record_path)
 
     def _payload(self, key: str, row: tuple[int, bytes | None, str | None, float]) -> bytes | None:
         """The verified payload of ``row``, or None after removing a bad entry."""

@@ -195,7 +195,7 @@ class Index:
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
             self._initialise()
             # The owner (the disk store) rebuilds what it can from its payload files, and says
-            # what was lost: see DiskStore._salvage.
+            # what was lost: see _disk_salvage.
             self.recovered = {"aside": str(aside), "error": str(error), **_rows_of(aside)}
 
     def _initialise(self) -> None:
