@@ -480,3 +480,77 @@ def test_concurrent_index_updates_lose_no_record(tmp_path: Path) -> None:
     from compilecache.artifacts._function_index import read_index
 
     assert len(read_index(hooks.store, f)["entries"]) == 8
+
+
+class _FailsOnSecondManifestRead(MemoryStore):
+    """A strict store whose manifest read fails once the lock is taken (a transient error)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.manifest_reads = 0
+
+    def get(self, key: str) -> bytes | None:
+        if key.startswith("cc1/m/"):
+            self.manifest_reads += 1
+            if self.manifest_reads == 2:
+                from compilecache import BackendError
+
+                raise BackendError("the store hiccupped", key=key)
+        return super().get(key)
+
+
+def _scaled(x: float) -> float:
+    return x * 3
+
+
+def test_a_read_failing_after_the_lock_still_releases_the_lock(tmp_path: Path) -> None:
+    """The lock taken before the read that failed is released at finish: no lease thread
+    keeps it alive, and another process could take it at once."""
+    from compilecache._locks import FileLock
+
+    hooks = ArtifactHooks(
+        _FailsOnSecondManifestRead(),
+        lock_factory=lambda name: FileLock(tmp_path / "locks", name, ttl=0.3),
+        record=False,
+    )
+    f = jit(_scaled, backend=FileLoggedBackend(str(tmp_path / "log")), hooks=hooks)
+    assert f(2.0) == ("compiled", 6.0)
+    assert hooks.stats.saved == 1
+    time.sleep(0.3)
+    assert not [t for t in threading.enumerate() if t.name == "compilecache-lease" and t.is_alive()]
+    assert not list((tmp_path / "locks").glob("*.lock")), "the compile lock is still held"
+
+
+class _ReconfiguringBackend(FileLoggedBackend):
+    """Turns caching off (and reconfigures) while it compiles: between load and save."""
+
+    def __call__(self, fn: Any, args: Any, kwargs: Any, spec: Any) -> Any:
+        os.environ["COMPILECACHE_DISABLE"] = "1"
+        compilecache.reconfigure()
+        return super().__call__(fn, args, kwargs, spec)
+
+
+def test_save_and_finish_go_to_the_hooks_that_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reconfiguration between a miss's load and its save: the entry still goes to the
+    store it was keyed for, and the compile lock taken there is released."""
+    monkeypatch.setenv("COMPILECACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("COMPILECACHE_DISABLE", raising=False)
+    try:
+        f = jit(_scaled, backend=_ReconfiguringBackend(str(tmp_path / "log")))
+        assert f(2.0) == ("compiled", 6.0)
+    finally:
+        os.environ.pop("COMPILECACHE_DISABLE", None)
+    store = DiskStore(tmp_path / "cache")
+    assert [k for k in store.keys() if k.startswith("cc1/m/")], "the entry was not saved"
+    assert not list((tmp_path / "cache" / "locks").glob("*.lock")), "the lock was left held"
+
+
+def test_a_read_only_store_counts_nothing_saved(tmp_path: Path) -> None:
+    from compilecache.stores import ReadOnly
+
+    hooks = ArtifactHooks(ReadOnly(MemoryStore()), record=False)
+    f = jit(_scaled, backend=FileLoggedBackend(str(tmp_path / "log")), hooks=hooks)
+    assert f(2.0) == ("compiled", 6.0)
+    assert hooks.stats.saved == 0

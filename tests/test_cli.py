@@ -707,3 +707,19 @@ def test_prune_never_cuts_a_read_short(tmp_path: Path) -> None:
     reads, hits, corrupt = map(int, out.split())
     assert hits > 0 and reads > hits  # it read values whole, then misses
     assert corrupt == 0
+
+
+def test_a_command_run_from_python_leaves_no_configuration_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command's --dir is its own: later compiles in the same process use the
+    configuration of the environment again."""
+    from click.testing import CliRunner
+
+    from compilecache._runtime import runtime
+    from compilecache.cli._main import main
+
+    monkeypatch.setenv("COMPILECACHE_DIR", str(tmp_path / "env"))
+    result = CliRunner().invoke(main, ["stats", "--dir", str(tmp_path / "flag")])
+    assert result.exit_code == 0, result.output
+    assert runtime().config.dir == tmp_path / "env"

@@ -164,3 +164,27 @@ def test_a_read_only_local_store_is_never_changed_by_maintenance(tmp_path: Path)
     report = verify_store(view)  # reports, moves nothing
     assert report.inconsistent and not report.quarantined
     assert len(list(disk.keys())) == 5
+
+
+def test_a_read_only_tier_is_written_synchronously_as_counted_skips() -> None:
+    """A read-only view of a remote tier is no background tier: its skips are counted at
+    once, and an insert nothing accepted says so."""
+    shared = MemoryStore(name="shared")
+    shared.remote = True
+    view = ReadOnly(shared)
+    tiered = TieredStore([view], write_policy=WritePolicy.LOCAL_THEN_REMOTE)
+    assert not tiered.insert("k", b"v")
+    assert view.stats().write_skips == 1  # counted before any flush
+    local_only = TieredStore([MemoryStore(), view], write_policy=WritePolicy.LOCAL_ONLY)
+    local_only.put("k", b"v")
+    assert view.stats().write_skips == 2
+
+
+def test_telemetry_and_maintenance_pick_the_same_local_tier(tmp_path: Path) -> None:
+    first, second = DiskStore(tmp_path / "a"), DiskStore(tmp_path / "b")
+    tiered = TieredStore([ReadOnly(first), second])
+    local = tiered.maintenance()
+    assert local is not None and local.writable
+    assert local.root == tiered.local_directory() == second.root
+    only_read = TieredStore([ReadOnly(first)]).maintenance()
+    assert only_read is not None and not only_read.writable

@@ -35,9 +35,16 @@ class ConfiguredHooks:
         return self.hooks().load(request)  # type: ignore[no-any-return]
 
     def save(self, request: CompileRequest, entry: CacheEntry) -> None:
-        if request.hook_state is not None:  # only requests the hooks loaded for
-            self.hooks().save(request, entry)
+        owner = _owner(request)
+        if owner is not None:  # the hooks that loaded for it, even after a reconfiguration
+            owner.save(request, entry)
 
     def finish(self, request: CompileRequest) -> None:
-        if request.hook_state is not None:
-            self.hooks().finish(request)
+        owner = _owner(request)
+        if owner is not None:
+            owner.finish(request)
+
+
+def _owner(request: CompileRequest) -> Any:
+    """The hooks that loaded for ``request`` (None: none did, nothing to save or release)."""
+    return getattr(request.hook_state, "owner", None)

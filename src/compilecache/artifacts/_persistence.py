@@ -95,6 +95,7 @@ class ArtifactHooks:
             if not persistable(request.backend):
                 return ()
             key = self.key_of(request)
+            state_of(request).owner = self  # save and finish go to these hooks
             if key is None:
                 return ()
             found = self._read(request, key)
@@ -106,7 +107,8 @@ class ArtifactHooks:
                 lambda: self._read(request, key),
                 request.fn.__qualname__,
             )
-            state_of(request).claim = claim
+            state = state_of(request)
+            state.claim = claim
             return (found,) if found is not None else ()
         finally:
             self.telemetry.maybe_flush()

@@ -45,6 +45,8 @@ class Publication:
         self, digest: str, artifact: bytes, manifest: bytes, compile_seconds: float
     ) -> bool:
         """Write the entry where admission allows; return whether anything was written."""
+        if self.store.read_only:  # nothing would be written: not published, not counted saved
+            return False
         writes = [(layout.artifact_key(digest), artifact), (layout.manifest_key(digest), manifest)]
         rules = self.admission
         if isinstance(rules, Admission):

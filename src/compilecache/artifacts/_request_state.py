@@ -16,10 +16,11 @@ class RequestState:
     """``keyed``: key derivation ran; then ``key`` is the key, or None and ``bypass`` says why
     (``bypass_counted``: the bypass was counted and logged). ``guards`` are the call's guards
     as the manifest stores them. ``claim`` is the compile lock this process holds for the key,
-    released by ``finish``. (A plain class: a dataclass costs a millisecond of the first miss
-    to define.)"""
+    released by ``finish``; ``owner`` the hooks that loaded for the request (``save`` and
+    ``finish`` go to them, even after a reconfiguration). (A plain class: a dataclass costs a
+    millisecond of the first miss to define.)"""
 
-    __slots__ = ("bypass", "bypass_counted", "claim", "guards", "key", "keyed")
+    __slots__ = ("bypass", "bypass_counted", "claim", "guards", "key", "keyed", "owner")
 
     def __init__(self) -> None:
         self.keyed = False
@@ -28,6 +29,7 @@ class RequestState:
         self.bypass: str | None = None
         self.bypass_counted = False
         self.claim: Claim | None = None
+        self.owner: Any = None
 
 
 def state_of(request: CompileRequest) -> RequestState:

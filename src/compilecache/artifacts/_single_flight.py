@@ -62,22 +62,30 @@ class SingleFlight:
         waited = False
         while True:
             try:
-                if lock.acquire(timeout=0):
-                    # Held while compiling, however long that takes: a compile that outlives
-                    # the TTL must not let the waiters compile too.
-                    lease = LeaseKeeper(lock) if callable(getattr(lock, "renew", None)) else None
-                    claim = Claim(lock, lease)
-                    # Another process may have finished between our read and our lock.
-                    found = read()
-                    if found is not None:
-                        self.release(claim)
-                        return found, None
-                    return None, claim
+                acquired = lock.acquire(timeout=0)
             except Exception as error:  # no store answers: compile without the lock
                 self.telemetry.note(
                     "lock", f"lock on the store failed ({error!r}); compiling without it"
                 )
                 return None, None
+            if acquired:
+                claim = Claim(lock, None)
+                try:
+                    # Held while compiling, however long that takes: a compile that outlives
+                    # the TTL must not let the waiters compile too.
+                    if callable(getattr(lock, "renew", None)):
+                        claim.lease = LeaseKeeper(lock)
+                    # Another process may have finished between our read and our lock.
+                    found = read()
+                except Exception as error:  # compile under the lock: finish releases it
+                    self.telemetry.note(
+                        "read-after-lock", f"reading the store after locking failed: {error!r}"
+                    )
+                    return None, claim
+                if found is not None:
+                    self.release(claim)
+                    return found, None
+                return None, claim
             if not waited:
                 waited = True
                 stats.waited += 1

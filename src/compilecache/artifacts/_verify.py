@@ -37,6 +37,8 @@ class VerifyReport:
     inconsistent: list[tuple[str, str]] = field(default_factory=list)
     quarantined: list[str] = field(default_factory=list)
     secret_suspect: bool = False
+    #: The local store is read-only (behind a ``ReadOnly`` view): nothing is quarantined.
+    read_only: bool = False
     #: Each recovery from a damaged index since the last verify that quarantined: what was
     #: re-adopted from payload files and what was lost (``DiskStore.damage_records``).
     index_damage: list[dict[str, Any]] = field(default_factory=list)
@@ -59,6 +61,7 @@ class VerifyReport:
             "inconsistent": [{"key": k, "reason": r} for k, r in self.inconsistent],
             "quarantined": self.quarantined,
             "secret_suspect": self.secret_suspect,
+            "read_only": self.read_only,
             "index_damage": self.index_damage,
         }
 
@@ -76,7 +79,7 @@ def verify_store(
     local = store.maintenance()
     if local is None:
         raise CacheUsageError("verify checks a local disk store, and this store has none")
-    report = VerifyReport(index_damage=local.damage_records())
+    report = VerifyReport(index_damage=local.damage_records(), read_only=not local.writable)
     keys = sorted(local.keys())
     values: dict[str, bytes] = {}
     rows: dict[str, Any] = {}  # the very row each value was read from

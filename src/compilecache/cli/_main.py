@@ -17,6 +17,14 @@ __all__ = ["EXIT_BACKEND", "EXIT_USAGE", "EXIT_VERIFY", "main"]
 class Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
+            return self._invoke(ctx)
+        finally:
+            # The command's configuration (its --dir and --remote) ends with it: a call from
+            # Python (a notebook, tests) must not leave later compiles using it.
+            reset_runtime()
+
+    def _invoke(self, ctx: click.Context) -> Any:
+        try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise

@@ -65,6 +65,8 @@ def verify(directory: str | None, remote: str | None, as_json: bool, no_quaranti
                 "[yellow]every signed value failed its signature check: is COMPILECACHE_SECRET "
                 "the secret that wrote them? Nothing was quarantined for its signature.[/yellow]"
             )
+        if report.bad and not report.quarantined and report.read_only:
+            out.print("[yellow]the local store is read-only: nothing was quarantined[/yellow]")
         if report.quarantined:
             out.print(f"quarantined {len(report.quarantined)} values in {quarantine_dir(store)}")
     if report.bad:
@@ -129,6 +131,8 @@ def clear(directory: str | None, remote: str | None, yes: bool) -> None:
     if local is None:
         why = untrusted_local(config)
         raise CacheUsageError(why or "this store has no local disk store to clear")
+    if not local.writable:
+        raise CacheUsageError(f"the local store in {local.root} is read-only: nothing cleared")
     count = local.stats().entries
     if not yes:
         click.confirm(f"Remove all {count} values from {config.dir}?", abort=True)

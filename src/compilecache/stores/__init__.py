@@ -9,7 +9,7 @@ offers: ``lock_factory``, ``maintenance``, ``flush``), added to ``tests/test_sto
 a new wrapper subclasses :class:`WrappingStore` and overrides only what it changes. The layers
 above see a store only through the protocol and its capabilities (``_base.py``): nothing
 outside this package reads a store's internals, and this package imports nothing above it
-(only ``_config``, ``_errors``, ``_locks``).
+(only ``_config``, ``_errors``, ``_locks``, ``_ratelimit``).
 """
 
 from __future__ import annotations

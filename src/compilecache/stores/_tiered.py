@@ -75,9 +75,15 @@ class TieredStore(BaseStore):
         self.remote = any(tier.remote for tier in self.tiers)
         self._background = WriteBehindQueue(self._counters, maxsize=queue_size, name=self.name)
         policy = self.write_policy
-        self._sync_tiers = tuple(t for t in self.tiers if policy is WritePolicy.ALL or not t.remote)
+        # A read-only tier is written synchronously: its writes are counted skips, and queueing
+        # them would only start a background thread for nothing.
+        self._sync_tiers = tuple(
+            t for t in self.tiers if policy is WritePolicy.ALL or not t.remote or t.read_only
+        )
         self._async_tiers = tuple(
-            t for t in self.tiers if policy is WritePolicy.LOCAL_THEN_REMOTE and t.remote
+            t
+            for t in self.tiers
+            if policy is WritePolicy.LOCAL_THEN_REMOTE and t.remote and not t.read_only
         )
 
     # -- reads ---------------------------------------------------------------------------
@@ -237,21 +243,23 @@ class TieredStore(BaseStore):
         return merged
 
     def local_directory(self) -> Path | None:
-        """The first local tier's (telemetry never goes to a shared tier)."""
+        """The first writable local tier's (telemetry never goes to a shared tier), the one
+        :meth:`maintenance` picks too."""
         for tier in self.tiers:
-            if not tier.remote:
+            if not tier.remote and not tier.read_only:
                 found = tier.local_directory()
                 if found is not None:
                     return found
         return None
 
     def maintenance(self) -> Maintenance | None:
-        """The first local tier's handle (a remote tier is shared: maintenance leaves it)."""
-        for tier in self.tiers:
-            if not tier.remote:
-                found = tier.maintenance()
-                if found is not None:
-                    return found
+        """The first writable local tier's handle, else a read-only one's (a remote tier is
+        shared: maintenance leaves it)."""
+        local = [tier for tier in self.tiers if not tier.remote]
+        for tier in sorted(local, key=lambda t: t.read_only):  # stable: writable ones first
+            found = tier.maintenance()
+            if found is not None:
+                return found
         return None
 
     def stats(self) -> StoreStats:

@@ -12,7 +12,8 @@ Where things go: a new kind of torch artifact (an execution strategy, like ``aot
 and calls it (``_aot_runner``, ``_train_runner``, ``_jit_runner``), and its branch in
 ``_backend.py``'s ``dumps``/``loads``; routing a call to a strategy is ``_routing.py``; model
 libraries' conventions (transformers, diffusers) are ``_model_libraries.py`` and
-``_generation.py``. This package talks to the store only through the artifact layer's hooks.
+``_generation.py``. This package talks to the store only through the artifact layer's hooks
+(and reads the stores layer's record of skipped tiers, for its stats).
 """
 
 from __future__ import annotations
