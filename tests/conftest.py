@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -46,3 +48,15 @@ def fresh_runtime() -> Iterator[None]:
     reset_runtime()
     yield
     reset_runtime()
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """``tmp_path`` on ``sys.path``; the ``rv_*`` modules imported from it are forgotten after
+    the test (see ``userpkgs.load``)."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = set(sys.modules)
+    yield tmp_path
+    for name in set(sys.modules) - before:
+        if name.startswith("rv_"):
+            sys.modules.pop(name, None)

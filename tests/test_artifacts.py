@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import signal
@@ -11,7 +10,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from compilecache.artifacts import ArtifactHooks
 from compilecache.dispatch import cache_entries, jit, reset
 from compilecache.keys import CacheKey
 from compilecache.stores import DiskStore, MemoryStore
+from userpkgs import load
 
 TESTS = Path(__file__).parent
 
@@ -324,28 +323,7 @@ def test_lock_owners_are_judged_by_machine_not_by_host_name(tmp_path: Path) -> N
     lock.release()
 
 
-# -- modules written per test (rv_*), imported afresh --------------------------------------------
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.syspath_prepend(str(tmp_path))
-    before = set(sys.modules)
-    yield tmp_path
-    for name in set(sys.modules) - before:
-        if name.startswith("rv_"):
-            sys.modules.pop(name, None)
-
-
-def load(workdir: Path, main: str, files: dict[str, str]) -> Any:
-    """Write ``files`` (relative path -> source) and import ``main`` afresh."""
-    for relative, source in files.items():
-        target = workdir / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(textwrap.dedent(source))
-    for name in list(sys.modules):
-        if name.startswith("rv_"):
-            sys.modules.pop(name, None)
-    importlib.invalidate_caches()
-    return importlib.import_module(main)
+# -- modules written per test (rv_*, see userpkgs), imported afresh ---------------------------
 
 
 # -- compile once: an entry published meanwhile ---------------------------------------------------

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
-import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,31 +21,9 @@ from compilecache.dispatch import jit, reset
 from compilecache.keys import CacheKey
 from compilecache.stores import MemoryStore
 from keyrecorder import KeyRecorder
+from userpkgs import load
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.syspath_prepend(str(tmp_path))
-    before = set(sys.modules)
-    yield tmp_path
-    for name in set(sys.modules) - before:
-        if name.startswith("rv_"):
-            sys.modules.pop(name, None)
-
-
-def load(workdir: Path, main: str, files: dict[str, str]) -> Any:
-    """Write ``files`` (relative path -> source) and import ``main`` afresh."""
-    for relative, source in files.items():
-        target = workdir / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(textwrap.dedent(source))
-    for name in list(sys.modules):
-        if name.startswith("rv_"):
-            sys.modules.pop(name, None)
-    importlib.invalidate_caches()
-    return importlib.import_module(main)
 
 
 def key_or_none(fn: Any, *args: Any, **kwargs: Any) -> CacheKey | None:
